@@ -1,0 +1,1 @@
+"""export/: checkpoint -> validated mobile artifact folders. See api.export_model and formats/."""

@@ -1,0 +1,116 @@
+"""What every export format provides: export, load (to run), validate. One subclass per file in formats/."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from pocketbert.errors import NotRunnableHere, PocketbertError
+from pocketbert.export.task import OUTPUT_NAMES, QAModule, torch_reference, validation_inputs
+
+FP32_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    precision: str = "fp32"
+    seq_lens: tuple[int, ...] = (128, 384)  # fixed lengths: TFLite signatures, Core ML enumerated shapes
+    dynamic: bool = False  # a length range [min_seq_len, max_seq_len] instead, where the format supports it
+    min_seq_len: int = 8
+    max_seq_len: int = 512
+    backend: str | None = None
+    deployment_target: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Runner:
+    """A loaded artifact: call it with {input name: int64 [batch, seq]} and get (start, end) logits.
+
+    Artifacts exported with batch 1 (mobile QA answers one question at a time) are fed row by row,
+    so evaluation code can always pass batches.
+    """
+
+    predict: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+    input_names: tuple[str, ...]
+    batch_one: bool = True
+    lengths: tuple[int, ...] | None = None  # fixed lengths only; None: any length within the range
+    info: dict = field(default_factory=dict)
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        missing = [name for name in self.input_names if name not in inputs]
+        if missing:
+            raise PocketbertError(f"inputs {missing} are missing; the artifact takes {list(self.input_names)}")
+        seq = inputs[self.input_names[0]].shape[1]
+        if self.lengths is not None and seq not in self.lengths:
+            raise PocketbertError(f"this artifact runs lengths {list(self.lengths)}, not {seq}; pad to one of them")
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.int64) for name in self.input_names}
+        if not self.batch_one:
+            return self.predict(feed)
+        rows = [self.predict({k: v[i:i + 1] for k, v in feed.items()}) for i in range(len(feed[self.input_names[0]]))]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+
+
+class Exporter(ABC):
+    name: ClassVar[str]
+    suffix: ClassVar[str]  # artifact file name suffix, e.g. ".onnx"
+    precisions: ClassVar[tuple[str, ...]]
+    backends: ClassVar[tuple[str, ...]] = ()  # first one is the default; empty: no --backend choice
+    input_dtype: ClassVar[str] = "int64"  # what the artifact's integer inputs are inside the runtime
+    batch_dynamic: ClassVar[bool] = False
+    supports_dynamic_length: ClassVar[bool] = True
+
+    @abstractmethod
+    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+        """Write the artifact at `path`; return format facts for the manifest's "graph" entry."""
+
+    @abstractmethod
+    def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+        """Load the artifact in its own runtime. Raise NotRunnableHere where that runtime cannot run."""
+
+    def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
+        """Run the artifact on real tokenised QA inputs and compare with PyTorch's logits."""
+        lengths = validation_lengths(manifest)
+        try:
+            runner = self.load(path, manifest)
+        except NotRunnableHere as reason:
+            return {"ran": False, "reason": str(reason), "lengths": lengths, "passed": None}
+        diffs, start_agree, end_agree, rows = [], 0, 0, 0
+        for length in lengths:
+            inputs = validation_inputs(tokenizer, module.input_names, length)
+            ref_start, ref_end = torch_reference(module, inputs)
+            start, end = runner(inputs)
+            diffs.append(float(max(np.abs(start - ref_start).max(), np.abs(end - ref_end).max())))
+            start_agree += int((start.argmax(-1) == ref_start.argmax(-1)).sum())
+            end_agree += int((end.argmax(-1) == ref_end.argmax(-1)).sum())
+            rows += len(start)
+        exact = manifest["precision"] == "fp32"
+        result = {
+            "ran": True, "runtime": manifest["format"], "lengths": lengths,
+            "max_abs_diff": max(diffs), "max_abs_diff_per_length": dict(zip(map(str, lengths), diffs)),
+            "tolerance": FP32_TOLERANCE if exact else None,
+            "argmax_agreement": {"start": start_agree / rows, "end": end_agree / rows},
+        }
+        result["passed"] = result["max_abs_diff"] <= FP32_TOLERANCE if exact else None
+        return result
+
+    def io_spec(self, module: QAModule, options: ExportOptions) -> tuple[list, list]:
+        """Manifest inputs/outputs: names, dtypes, shapes ("batch"/"seq" name the symbolic axes)."""
+        batch = "batch" if self.batch_dynamic else 1
+        seq = "seq" if options.dynamic or len(options.seq_lens) > 1 else options.seq_lens[0]
+        inputs = [{"name": n, "dtype": self.input_dtype, "shape": [batch, seq]} for n in module.input_names]
+        outputs = [{"name": n, "dtype": "float32", "shape": [batch, seq]} for n in OUTPUT_NAMES]
+        return inputs, outputs
+
+
+def validation_lengths(manifest: dict) -> list[int]:
+    """Fixed lengths as exported; for a range, its ends (16 at least, to hold a question) and the usual lengths."""
+    seq = manifest["sequence"]
+    if not seq["dynamic"]:
+        return list(seq["lengths"])
+    return sorted({max(16, seq["min"]), *seq["lengths"], seq["max"]})

@@ -1,0 +1,1 @@
+"""pocketbert: from a big BERT teacher to a phone."""

@@ -1,0 +1,167 @@
+"""The extractive-QA task, shared by every stage: SQuAD v1.1 files, features, span decoding, EM/F1.
+
+Training, export validation, benchmarking and evaluation all tokenise and decode through here, so a
+score from an exported artifact and one from PyTorch differ only by the model.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pocketbert.errors import PocketbertError
+from pocketbert.fsutil import read_json
+
+MAX_SEQ_LEN = 384
+DOC_STRIDE = 128
+MAX_QUERY_LEN = 64
+N_BEST = 20
+MAX_ANSWER_LEN = 30
+
+
+@dataclass
+class QAExample:
+    id: str
+    question: str
+    context: str
+    answers: list[dict] = field(default_factory=list)  # [{"text": str, "answer_start": int}]
+
+
+def load_squad(path) -> list[QAExample]:
+    """Read a SQuAD v1.1 JSON file into flat examples."""
+    data = read_json(path, "SQuAD file")
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise PocketbertError(f"'{path}' is not SQuAD v1.1 JSON (no top-level 'data' list); convert it first")
+    examples = []
+    try:
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    examples.append(QAExample(str(qa["id"]), qa["question"], paragraph["context"], qa.get("answers", [])))
+    except (KeyError, TypeError) as err:
+        raise PocketbertError(f"'{path}' is not SQuAD v1.1 JSON (missing field {err}); convert it first") from None
+    if not examples:
+        raise PocketbertError(f"'{path}' holds no questions; pass a non-empty SQuAD file")
+    return examples
+
+
+def prepare_features(tokenizer, examples, max_seq_len=MAX_SEQ_LEN, doc_stride=DOC_STRIDE,
+                     max_query_len=MAX_QUERY_LEN, with_labels=False, pad_to_max=True) -> dict:
+    """Tokenise question/context pairs into overlapping windows (the reference SQuAD recipe).
+
+    Returns numpy arrays input_ids / attention_mask / token_type_ids [n_features, L], plus
+    `example_index` and `offsets` (character spans of context tokens, None elsewhere) for decoding,
+    and start/end positions when `with_labels` (0, the [CLS] token, when the answer is outside the window).
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise PocketbertError("a fast tokenizer is needed for answer offsets; save tokenizer.json with the model")
+    questions = []
+    for ex in examples:
+        ids = tokenizer(ex.question.strip(), add_special_tokens=False)["input_ids"][:max_query_len]
+        questions.append(tokenizer.decode(ids))
+    enc = tokenizer(
+        questions, [ex.context for ex in examples],
+        truncation="only_second", max_length=max_seq_len, stride=doc_stride,
+        return_overflowing_tokens=True, return_offsets_mapping=True,
+        padding="max_length" if pad_to_max else "longest", return_token_type_ids=True,
+    )
+    example_index = list(enc["overflow_to_sample_mapping"])
+    offsets, starts, ends = [], [], []
+    for i, mapping in enumerate(enc["offset_mapping"]):
+        sequence_ids = enc.sequence_ids(i)
+        offsets.append([tuple(span) if sequence_ids[k] == 1 else None for k, span in enumerate(mapping)])
+        if with_labels:
+            start, end = _answer_token_span(examples[example_index[i]], offsets[-1])
+            starts.append(start)
+            ends.append(end)
+    features = {
+        "input_ids": np.asarray(enc["input_ids"], dtype=np.int64),
+        "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
+        "token_type_ids": np.asarray(enc["token_type_ids"], dtype=np.int64),
+        "example_index": np.asarray(example_index, dtype=np.int64),
+        "offsets": offsets,
+    }
+    if with_labels:
+        features["start_positions"] = np.asarray(starts, dtype=np.int64)
+        features["end_positions"] = np.asarray(ends, dtype=np.int64)
+    return features
+
+
+def _answer_token_span(example: QAExample, offsets) -> tuple[int, int]:
+    if not example.answers:
+        return 0, 0
+    answer = example.answers[0]
+    start_char = answer["answer_start"]
+    end_char = start_char + len(answer["text"])
+    context_tokens = [k for k, span in enumerate(offsets) if span is not None]
+    if not context_tokens or offsets[context_tokens[0]][0] > start_char or offsets[context_tokens[-1]][1] < end_char:
+        return 0, 0
+    start = next(k for k in context_tokens if offsets[k][1] > start_char)
+    end = next(k for k in reversed(context_tokens) if offsets[k][0] < end_char)
+    return start, end
+
+
+def decode_answers(examples, features, start_logits, end_logits, n_best=N_BEST, max_answer_len=MAX_ANSWER_LEN) -> dict:
+    """Best context span per example over all its windows: {example id: answer text}."""
+    by_example = collections.defaultdict(list)
+    for feature_index, example_index in enumerate(features["example_index"]):
+        by_example[int(example_index)].append(feature_index)
+    predictions = {}
+    for example_index, example in enumerate(examples):
+        best_score, best_text = -np.inf, ""
+        for f in by_example.get(example_index, ()):
+            offsets = features["offsets"][f]
+            starts = np.argsort(start_logits[f])[::-1][:n_best]
+            ends = np.argsort(end_logits[f])[::-1][:n_best]
+            for s in starts:
+                for e in ends:
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if e < s or e - s + 1 > max_answer_len:
+                        continue
+                    score = start_logits[f][s] + end_logits[f][e]
+                    if score > best_score:
+                        best_score, best_text = score, example.context[offsets[s][0]:offsets[e][1]]
+        predictions[example.id] = best_text
+    return predictions
+
+
+# --- SQuAD v1.1 metric (the official script's normalisation; `evaluate.load("squad")` needs the hub) ---
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, strip punctuation and the articles a/an/the, collapse white space."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, truth: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(truth))
+
+
+def f1(prediction: str, truth: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    truth_tokens = normalize_answer(truth).split()
+    common = collections.Counter(pred_tokens) & collections.Counter(truth_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(pred_tokens)
+    recall = overlap / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(examples, predictions: dict) -> dict:
+    """EM and F1 in percent, each the max over an example's gold answers, averaged over examples."""
+    em_total = f1_total = 0.0
+    for ex in examples:
+        golds = [a["text"] for a in ex.answers] or [""]
+        pred = predictions.get(ex.id, "")
+        em_total += max(exact_match(pred, g) for g in golds)
+        f1_total += max(f1(pred, g) for g in golds)
+    n = max(len(examples), 1)
+    return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n, "count": len(examples)}
