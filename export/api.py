@@ -12,7 +12,7 @@ from pocketbert.export.registry import get_format
 from pocketbert.export.task import OUTPUT_NAMES, exportable_qa
 from pocketbert.fsutil import atomic_dir
 from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, tool_versions, write_manifest
-from pocketbert.modeling import load_qa_model
+from pocketbert.modeling import load_qa_model, save_tokenizer
 
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
@@ -33,8 +33,6 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
     if out.exists() and not force:
         raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
 
-    steps = tqdm(total=4, desc=f"export {format}/{precision}", unit="step")
-    steps.set_postfix_str("load")
     loaded = load_qa_model(model)
     max_positions = loaded.model.config.max_position_embeddings
     if max(seq_lens) > max_positions:
@@ -47,9 +45,10 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
                             backend=backend or (exporter.backends[0] if exporter.backends else None),
                             deployment_target=deployment_target)
     module = exportable_qa(loaded.model)
-    steps.update()
 
-    with atomic_dir(out, force=force) as folder:
+    # The bar closes (ending its line) before any error message is printed below it.
+    with tqdm(total=3, desc=f"export {format}/{precision}", unit="step") as steps, \
+            atomic_dir(out, force=force) as folder:
         artifact = folder / f"model{exporter.suffix}"
         steps.set_postfix_str("convert")
         graph = exporter.export(module, options, artifact)
@@ -84,11 +83,10 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
                 f"the {format} fp32 artifact differs from PyTorch by {manifest['validation']['max_abs_diff']:.2e} "
                 f"(> {manifest['validation']['tolerance']:.0e}); nothing was written — report this export as a bug"
             )
-        loaded.tokenizer.save_pretrained(str(folder))
+        save_tokenizer(loaded.tokenizer, folder)
         manifest["tokenizer"] = sorted(p.name for p in folder.iterdir() if p != artifact)
         write_manifest(folder, manifest)
         steps.update()
-    steps.close()
     return manifest
 
 

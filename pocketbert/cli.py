@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import warnings
 
 from pocketbert.errors import PocketbertError
 
@@ -36,10 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Import-time chatter from the stack that says nothing about the user's run (CUDA-only kernels missing on
+# a CPU machine, deprecations inside torch's own exporters); real errors still surface.
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration",
+                 "coremltools", "torch._export")
+
+
+def quiet_third_party() -> None:
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|coremltools|executorch|litert_torch)")
+
+
 def main(argv: list[str] | None = None) -> int:
     # Offline by design: never let transformers reach for a hub that is not there.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)

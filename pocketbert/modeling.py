@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def load_tokenizer(path: str | Path):
         raise PocketbertError(
             f"no usable tokenizer in '{path}' ({_first_line(err)}); save the tokenizer files next to the model"
         ) from None
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """Save the tokenizer files plus a plain vocab.txt: phone-side WordPiece tokenizers read that one."""
+    folder = Path(folder)
+    tokenizer.save_pretrained(str(folder))
+    if not (folder / "vocab.txt").exists():
+        vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+        (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab))
 
 
 def preset_config(name: str):
@@ -107,7 +117,8 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
 
 def uses_token_type_ids(model) -> bool:
     """BERT-style encoders take segment ids; DistilBERT-style students have no token-type embeddings."""
-    return getattr(model.config, "type_vocab_size", 0) > 1 and "token_type_ids" in model.forward.__code__.co_varnames
+    # inspect.signature follows __wrapped__: transformers 5.x decorates forward, hiding its co_varnames.
+    return getattr(model.config, "type_vocab_size", 0) > 1 and "token_type_ids" in inspect.signature(model.forward).parameters
 
 
 def count_parameters(model) -> int:

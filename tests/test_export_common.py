@@ -1,0 +1,148 @@
+"""The export spine (api, manifest, atomic output, bad input) exercised through the ONNX format."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from pocketbert.cli import main
+from pocketbert.errors import PocketbertError
+from pocketbert.export.api import export_model
+from pocketbert.export.registry import format_names, get_format
+from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, read_manifest
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tiny_distilbert_qa, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "fp32"
+    export_model(str(tiny_distilbert_qa), "onnx", out, seq_lens=(32, 64))
+    return out
+
+
+def test_onnx_fp32_artifact_folder_is_complete_and_validated(onnx_fp32, tiny_distilbert_qa):
+    manifest = read_manifest(onnx_fp32)
+    assert manifest["schema"] == MANIFEST_SCHEMA
+    assert manifest["format"] == "onnx" and manifest["precision"] == "fp32"
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["inputs"][0]["shape"] == ["batch", "seq"]
+    assert [o["name"] for o in manifest["outputs"]] == ["start_logits", "end_logits"]
+    assert manifest["source"]["checkpoint"] == str(tiny_distilbert_qa)
+    assert manifest["source"]["random_weights"] is False
+    assert (manifest["file_bytes"], manifest["sha256"]) == artifact_digest(onnx_fp32 / manifest["artifact"])
+    validation = manifest["validation"]
+    assert validation["ran"] and validation["passed"]
+    assert validation["max_abs_diff"] <= 1e-4
+    assert {"tokenizer.json", "vocab.txt"} <= set(manifest["tokenizer"])
+    assert (onnx_fp32 / "tokenizer.json").is_file()
+    assert manifest["versions"]["torch"] == "2.13.0+cpu" or manifest["versions"]["torch"].startswith("2.13.0")
+
+
+def test_runner_accepts_batches(onnx_fp32):
+    import numpy as np
+
+    manifest = read_manifest(onnx_fp32)
+    runner = get_format("onnx").load(onnx_fp32 / manifest["artifact"], manifest, threads=1)
+    ids = np.full((3, 40), 1012, dtype=np.int64)
+    start, end = runner({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    assert start.shape == end.shape == (3, 40)
+
+
+def test_onnx_int8_reports_agreement(tiny_bert_qa, tmp_path):
+    manifest = export_model(str(tiny_bert_qa), "onnx", tmp_path / "int8", precision="int8", seq_lens=(64,))
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
+    validation = manifest["validation"]
+    assert validation["ran"] and validation["passed"] is None and validation["tolerance"] is None
+    assert 0.0 <= validation["argmax_agreement"]["start"] <= 1.0
+    assert validation["max_abs_diff"] < 1.0
+
+
+def test_every_format_is_registered():
+    assert {"onnx"} <= set(format_names())
+
+
+def test_existing_output_needs_force(onnx_fp32, tiny_distilbert_qa):
+    with pytest.raises(PocketbertError, match="--force"):
+        export_model(str(tiny_distilbert_qa), "onnx", onnx_fp32, seq_lens=(32,))
+
+
+def test_failed_export_leaves_nothing(tiny_distilbert_qa, tmp_path, monkeypatch):
+    exporter_cls = type(get_format("onnx"))
+
+    def broken_export(self, module, options, path):
+        path.write_bytes(b"half an artifact")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(exporter_cls, "export", broken_export)
+    with pytest.raises(RuntimeError):
+        export_model(str(tiny_distilbert_qa), "onnx", tmp_path / "out", seq_lens=(32,))
+    assert list(tmp_path.iterdir()) == []
+
+
+def _error_line(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("pocketbert: error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0]  # one line, after any progress bar
+    return errors[0]
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    line = _error_line(["export", str(tmp_path / "nope"), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "does not exist" in line
+
+
+def test_corrupt_checkpoint(tiny_distilbert_qa, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_distilbert_qa, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    line = _error_line(["export", str(broken), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "could not be loaded" in line
+    (broken / "config.json").write_text("{not json")
+    assert "cannot read the model config" in _error_line(
+        ["export", str(broken), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+
+
+def test_checkpoint_without_qa_head(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64)) \
+        .save_pretrained(str(tmp_path / "encoder"))
+    line = _error_line(["export", str(tmp_path / "encoder"), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "no QA head" in line and "finetune qa" in line
+
+
+def test_unsupported_architecture(tmp_path, capsys):
+    folder = tmp_path / "vit"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    line = _error_line(["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "no extractive-QA model class" in line
+
+
+def test_format_precision_pair_that_does_not_exist(tiny_distilbert_qa, tmp_path, capsys):
+    line = _error_line(["export", str(tiny_distilbert_qa), "--format", "onnx", "--precision", "fp16",
+                        "--out", str(tmp_path / "o")], capsys)
+    assert "no precision 'fp16'" in line
+
+
+def test_sequence_longer_than_positions(tiny_distilbert_qa, tmp_path, capsys):
+    line = _error_line(["export", str(tiny_distilbert_qa), "--format", "onnx", "--seq-len", "600",
+                        "--out", str(tmp_path / "o")], capsys)
+    assert "max_position_embeddings (512)" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_runtime_package(tiny_distilbert_qa, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` raise ImportError
+    line = _error_line(["export", str(tiny_distilbert_qa), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "pip install onnxscript" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_export_prints_summary(tiny_distilbert_qa, tmp_path, capsys):
+    assert main(["export", str(tiny_distilbert_qa), "--format", "onnx", "--seq-len", "32",
+                 "--out", str(tmp_path / "cli")]) == 0
+    assert "validated on lengths [32]" in capsys.readouterr().out
