@@ -1,0 +1,153 @@
+"""TFLite / LiteRT: each fixed length is a named signature ("seq128", ...) of one .tflite file whose weights are
+stored once (litert-torch); fp16 weights and dynamic-range int8 are ai-edge-quantizer recipes applied after.
+
+Fixed lengths only: litert-torch cannot lower a symbolic sequence dim, and a converted graph does not resize.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pocketbert.errors import PocketbertError, require_module
+from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.registry import register_format
+from pocketbert.export.task import OUTPUT_NAMES, QAModule
+
+SIGNATURE_PREFIX = "seq"
+# Precision -> ai-edge-quantizer recipe. litert-torch's own PT2E int8 converts but fails at run time
+# (embedding_lookup zero_point != 0), so quantization runs on the converted flatbuffer instead.
+QUANTIZATION_RECIPES = {"fp32": None, "fp16": "weight_only_fp16", "int8": "dynamic_wi8_afp32"}
+
+
+def signature_name(length: int) -> str:
+    return f"{SIGNATURE_PREFIX}{length}"
+
+
+def signature_length(name: str) -> int | None:
+    digits = name[len(SIGNATURE_PREFIX):]
+    return int(digits) if name.startswith(SIGNATURE_PREFIX) and digits.isdigit() else None
+
+
+class NamedOutputs(nn.Module):
+    """The QA module with dict outputs: the signatures then name them start_logits / end_logits."""
+
+    def __init__(self, qa: QAModule):
+        super().__init__()
+        self.qa = qa
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        inputs = (input_ids, attention_mask) if token_type_ids is None else (input_ids, attention_mask, token_type_ids)
+        return dict(zip(OUTPUT_NAMES, self.qa(*inputs)))
+
+
+def quantization_recipe(precision: str) -> list | None:
+    """The ai-edge-quantizer recipe (a JSON-able list of rules) for a precision; None keeps fp32."""
+    name = QUANTIZATION_RECIPES[precision]
+    if name is None:
+        return None
+    aeq = require_module("ai_edge_quantizer", "ai-edge-quantizer")
+    if name == "dynamic_wi8_afp32":
+        return aeq.recipe.dynamic_wi8_afp32()
+    # fp16 weights: FLOAT_CASTING weight-only stores FULLY_CONNECTED / EMBEDDING_LOOKUP weights as fp16 with an
+    # explicit DEQUANTIZE in front, so compute stays fp32 and every TFLite runtime can run it.
+    manager = aeq.recipe_manager.RecipeManager()
+    manager.add_weight_only_config(regex=".*", operation_name=aeq.qtyping.TFLOperationName.ALL_SUPPORTED,
+                                   num_bits=16, algorithm_key=aeq.algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    return manager.get_quantization_recipe()
+
+
+def operator_inventory(model: bytes) -> tuple[Counter, list[str]]:
+    """(builtin op name -> count over all signatures, sorted custom op names) read from the flatbuffer itself."""
+    schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
+    builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    flat = schema.Model.GetRootAsModel(model, 0)
+    codes = [flat.OperatorCodes(i) for i in range(flat.OperatorCodesLength())]
+    histogram, custom = Counter(), set()
+    for s in range(flat.SubgraphsLength()):
+        subgraph = flat.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            code = codes[subgraph.Operators(o).OpcodeIndex()]
+            # Builtin codes above 127 live in BuiltinCode(); older files only fill DeprecatedBuiltinCode().
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                custom.add((code.CustomCode() or b"?").decode())
+            else:
+                histogram[builtin_names.get(builtin, str(builtin))] += 1
+    return histogram, sorted(custom)
+
+
+@register_format
+class TfliteExporter(Exporter):
+    name = "tflite"
+    suffix = ".tflite"
+    precisions = ("fp32", "fp16", "int8")
+    input_dtype = "int32"
+    supports_dynamic_length = False
+
+    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+        litert_torch = require_module("litert_torch", "litert-torch")
+        converter = litert_torch.Converter()
+        wrapped = NamedOutputs(module).eval()
+        for length in options.seq_lens:
+            # Keyword samples give the signature named inputs (positional ones become args_0, args_1, ...).
+            sample = {name: torch.ones(1, length, dtype=torch.long) for name in module.input_names}
+            converter.add_signature(signature_name(length), wrapped, sample_kwargs=sample)
+        model = bytes(converter.convert().model_content())
+
+        recipe = quantization_recipe(options.precision)
+        if recipe is not None:
+            aeq = require_module("ai_edge_quantizer", "ai-edge-quantizer")
+            # Weights are shared by all signatures, so each is quantized once per signature to the same values:
+            # that is what the quantizer's "overriding other previously quantized data" warnings report.
+            model = bytes(aeq.quantizer.Quantizer(model, recipe).quantize().quantized_model)
+
+        histogram, custom_ops = operator_inventory(model)
+        if custom_ops:
+            flex = [op for op in custom_ops if op.startswith("Flex")]
+            kind = "TensorFlow Flex" if flex else "custom"
+            raise PocketbertError(
+                f"the converted model needs {kind} ops {custom_ops}, which stock LiteRT runtimes lack; nothing was "
+                f"written — export another format (onnx, executorch) or report the model architecture"
+            )
+        path.write_bytes(model)
+        return {
+            "converter": "litert-torch",
+            "signatures": {signature_name(n): {"length": n, "inputs": list(module.input_names),
+                                               "outputs": list(OUTPUT_NAMES)} for n in options.seq_lens},
+            "op_histogram": dict(sorted(histogram.items())),
+            "operators": sum(histogram.values()),
+            "flex_ops": [],
+            "custom_ops": [],
+            "quantization": None if recipe is None else {"tool": "ai-edge-quantizer",
+                                                         "recipe": QUANTIZATION_RECIPES[options.precision],
+                                                         "rules": recipe},
+        }
+
+    def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+        interpreter_module = require_module("ai_edge_litert.interpreter", "ai-edge-litert")
+        interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
+        names = tuple(i["name"] for i in manifest["inputs"])
+        runners = {}
+        for signature, io in interpreter.get_signature_list().items():
+            length = signature_length(signature)
+            if length is None:
+                continue
+            if sorted(io["inputs"]) != sorted(names):
+                raise PocketbertError(f"signature {signature} of '{path}' takes {sorted(io['inputs'])}, but the "
+                                      f"manifest says {list(names)}; re-export the artifact folder")
+            runners[length] = interpreter.get_signature_runner(signature)
+        if not runners:
+            raise PocketbertError(f"'{path}' has no {SIGNATURE_PREFIX}N signatures; re-export it with pocketbert export")
+
+        def predict(feed: dict[str, np.ndarray]):
+            length = feed[names[0]].shape[1]
+            # The Runner hands over int64; the converter made every integer input int32.
+            outputs = runners[length](**{name: feed[name].astype(np.int32) for name in names})
+            return outputs[OUTPUT_NAMES[0]], outputs[OUTPUT_NAMES[1]]
+
+        return Runner(predict, names, batch_one=True, lengths=tuple(sorted(runners)),
+                      info={"signatures": [signature_name(n) for n in sorted(runners)], "threads": threads})
