@@ -1,0 +1,247 @@
+"""Core ML: an .mlpackage mlprogram (fp32, fp16, int8 weights, 4/6-bit palettized weights).
+
+Converts on any OS; predicts only on macOS. Off macOS, validation reads the saved spec and checks its
+inputs, outputs, dtypes and shapes against the manifest instead of comparing logits, and says so.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
+from pocketbert.export.base import Exporter, ExportOptions, Runner, validation_lengths
+from pocketbert.export.registry import register_format
+from pocketbert.export.task import OUTPUT_NAMES, QAModule
+
+DEFAULT_DEPLOYMENT_TARGET = "iOS17"
+# Compressed weights (constexpr ops) need iOS16 / macOS13; phones and Macs are what we ship to.
+TARGET_FAMILIES = ("iOS", "macOS")
+MIN_TARGET = "iOS16"
+# Several inputs with enumerated shapes are allowed from iOS18 / macOS15 on (coremltools checks this).
+MULTI_INPUT_ENUMERATED_TARGET = "iOS18"
+
+# Weight compression applied after conversion; compute stays fp16, as on the Neural Engine.
+WEIGHT_COMPRESSION = {
+    "int8": {"method": "linear_quantize_weights", "mode": "linear_symmetric", "dtype": "int8",
+             "granularity": "per_channel"},
+    "palette4": {"method": "palettize_weights", "mode": "kmeans", "nbits": 4, "granularity": "per_tensor"},
+    "palette6": {"method": "palettize_weights", "mode": "kmeans", "nbits": 6, "granularity": "per_tensor"},
+}
+SPEC_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # manifest dtype -> ArrayFeatureType name
+MACOS_ONLY = "Core ML predicts only on macOS"
+
+
+def deployment_targets(ct) -> dict:
+    """{"iOS17": ct.target.iOS17, ...}: iOS and macOS targets that hold compressed mlprograms."""
+    floor = ct.target[MIN_TARGET].value
+    return {name: target for name, target in ct.target.__members__.items()
+            if name.startswith(TARGET_FAMILIES) and target.value >= floor}
+
+
+def resolve_deployment_target(ct, options: ExportOptions, input_count: int) -> tuple[str, str]:
+    """(target name, why): the asked-for target, or iOS17 raised to iOS18 where enumerated lengths need it."""
+    targets = deployment_targets(ct)
+    needs_newer = shape_mode(options) == "enumerated" and input_count > 1
+    if options.deployment_target is None:
+        if needs_newer:
+            return MULTI_INPUT_ENUMERATED_TARGET, (
+                f"default {DEFAULT_DEPLOYMENT_TARGET} raised: enumerated lengths on {input_count} inputs need "
+                f"{MULTI_INPUT_ENUMERATED_TARGET}/macOS15")
+        return DEFAULT_DEPLOYMENT_TARGET, "default"
+    name = options.deployment_target
+    if name not in targets:
+        raise PocketbertError(f"unknown Core ML deployment target '{name}'; choose one of {', '.join(targets)}")
+    if needs_newer and targets[name].value < targets[MULTI_INPUT_ENUMERATED_TARGET].value:
+        raise PocketbertError(
+            f"Core ML before {MULTI_INPUT_ENUMERATED_TARGET}/macOS15 allows enumerated lengths on one input only, "
+            f"and this model has {input_count}; pass --deployment-target {MULTI_INPUT_ENUMERATED_TARGET}, "
+            "a single --seq-len, or --dynamic")
+    return name, "requested"
+
+
+def shape_mode(options: ExportOptions) -> str:
+    if options.dynamic:
+        return "range"
+    return "enumerated" if len(options.seq_lens) > 1 else "fixed"
+
+
+def sequence_shape(ct, options: ExportOptions):
+    """Batch 1 and the sequence axis: enumerated lengths (Neural Engine friendly), one length, or a range."""
+    mode = shape_mode(options)
+    if mode == "range":
+        return ct.Shape((1, ct.RangeDim(options.min_seq_len, options.max_seq_len, default=max(options.seq_lens))))
+    if mode == "enumerated":
+        return ct.EnumeratedShapes(shapes=[(1, n) for n in options.seq_lens], default=(1, max(options.seq_lens)))
+    return ct.Shape((1, options.seq_lens[0]))
+
+
+def compress_weights(mlmodel, precision: str):
+    if precision not in WEIGHT_COMPRESSION:
+        return mlmodel
+    from coremltools.optimize import coreml as cto
+
+    settings = dict(WEIGHT_COMPRESSION[precision])
+    method = settings.pop("method")
+    if method == "linear_quantize_weights":
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(**settings))
+        return cto.linear_quantize_weights(mlmodel, config)
+    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(**settings))
+    return cto.palettize_weights(mlmodel, config)
+
+
+def main_function(spec):
+    function = spec.mlProgram.functions["main"]
+    return function, function.block_specializations[function.opset]
+
+
+@register_format
+class CoreMLExporter(Exporter):
+    name = "coreml"
+    suffix = ".mlpackage"
+    precisions = ("fp32", "fp16", "int8", "palette4", "palette6")
+    input_dtype = "int32"
+
+    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+        import torch
+
+        ct = require_module("coremltools", "coremltools")
+        target, target_reason = resolve_deployment_target(ct, options, len(module.input_names))
+        length = max(options.seq_lens)
+        sample = tuple(torch.ones(1, length, dtype=torch.long) for _ in module.input_names)
+        dynamic_shapes = None
+        if shape_mode(options) != "fixed":
+            seq = torch.export.Dim("seq", min=options.min_seq_len, max=options.max_seq_len)
+            dynamic_shapes = {name: {1: seq} for name in module.input_names}
+        # The default decomposition table: as exported the program is in the training dialect, and an
+        # empty table leaves new_ones / __and__, which coremltools 9.0 cannot convert (STACK.md).
+        program = torch.export.export(module, sample, dynamic_shapes=dynamic_shapes).run_decompositions()
+        shape = sequence_shape(ct, options)
+        compute_precision = ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16
+        mlmodel = ct.convert(
+            program, convert_to="mlprogram",
+            inputs=[ct.TensorType(name=name, shape=shape, dtype=np.int32) for name in module.input_names],
+            # float32 outputs whatever the compute precision: the manifest promises one output dtype.
+            outputs=[ct.TensorType(name=name, dtype=np.float32) for name in OUTPUT_NAMES],
+            minimum_deployment_target=ct.target[target], compute_precision=compute_precision,
+            skip_model_load=True,
+        )
+        mlmodel = compress_weights(mlmodel, options.precision)
+        mlmodel.save(str(path))
+
+        spec = ct.utils.load_spec(str(path))
+        function, block = main_function(spec)
+        ops = Counter(op.type for op in block.operations)
+        return {
+            "model_type": "mlprogram",
+            "specification_version": spec.specificationVersion,
+            "opset": function.opset,
+            "deployment_target": target,
+            "deployment_target_reason": target_reason,
+            "compute_precision": "float32" if options.precision == "fp32" else "float16",
+            "weight_compression": WEIGHT_COMPRESSION.get(options.precision),
+            "shapes": self.shape_facts(options),
+            "ops": sum(ops.values()),
+            "ops_without_const": sum(n for op, n in ops.items() if op != "const"),
+            "op_counts": dict(sorted(ops.items())),
+        }
+
+    @staticmethod
+    def shape_facts(options: ExportOptions) -> dict:
+        mode = shape_mode(options)
+        if mode == "range":
+            return {"mode": mode, "min": options.min_seq_len, "max": options.max_seq_len,
+                    "neural_engine": "flexible ranges usually keep Core ML off the Neural Engine"}
+        return {"mode": mode, "lengths": list(options.seq_lens), "neural_engine": "eligible (static shapes)"}
+
+    def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+        """Predict with MLModel.predict (macOS only); `threads` does not apply, Core ML schedules itself."""
+        ct = require_module("coremltools", "coremltools")
+        if sys.platform != "darwin":
+            raise NotRunnableHere(f"{MACOS_ONLY} (this is {sys.platform})")
+        # fp32 on CPU only: the GPU and Neural Engine compute in reduced precision, which an fp32
+        # comparison against PyTorch would misread as an export error.
+        units = ct.ComputeUnit.CPU_ONLY if manifest["precision"] == "fp32" else ct.ComputeUnit.ALL
+        model = ct.models.MLModel(str(path), compute_units=units)
+        if model.__proxy__ is None:
+            raise NotRunnableHere(f"Core ML could not load the model here ({model._framework_error})")
+        names = tuple(i["name"] for i in manifest["inputs"])
+
+        def predict(feed: dict[str, np.ndarray]):
+            out = model.predict({name: feed[name].astype(np.int32) for name in names})
+            return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
+
+        sequence = manifest["sequence"]
+        lengths = None if sequence["dynamic"] else tuple(sequence["lengths"])
+        return Runner(predict, names, batch_one=True, lengths=lengths, info={"compute_units": units.name})
+
+    def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
+        """Check the spec against the manifest everywhere; on macOS also predict and compare with PyTorch."""
+        checked = check_spec(path, manifest)
+        summary = (f"inputs {', '.join(checked['inputs'])} and outputs {', '.join(checked['outputs'])} "
+                   f"match the manifest (names, dtypes, {checked['shapes']})")
+        if sys.platform == "darwin":
+            result = super().validate(path, manifest, module, tokenizer)
+        else:
+            result = {"ran": False, "reason": f"{MACOS_ONLY}; checked the spec: {summary}",
+                      "lengths": validation_lengths(manifest), "passed": None}
+        return {**result, "spec_checked": True, "spec": checked}
+
+
+def check_spec(path: Path, manifest: dict) -> dict:
+    """Read the saved spec (no compiling, works on Linux) and compare its interface with the manifest.
+
+    A mismatch is an exporter bug, so it raises: nothing is written for an artifact that does not
+    take the inputs its manifest promises.
+    """
+    ct = require_module("coremltools", "coremltools")
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+
+    spec = ct.utils.load_spec(str(path))
+    problems = []
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"model type is {spec.WhichOneof('Type')}, not mlProgram")
+    sequence = manifest["sequence"]
+    found_shapes = set()
+    for role, declared, expected in (("input", spec.description.input, manifest["inputs"]),
+                                     ("output", spec.description.output, manifest["outputs"])):
+        names = [feature.name for feature in declared]
+        if names != [e["name"] for e in expected]:
+            problems.append(f"{role} names {names} != {[e['name'] for e in expected]}")
+            continue
+        for feature, entry in zip(declared, expected):
+            array = feature.type.multiArrayType
+            dtype = ArrayFeatureType.ArrayDataType.Name(array.dataType)
+            if dtype != SPEC_DTYPES.get(entry["dtype"]):
+                problems.append(f"{feature.name} is {dtype}, the manifest says {entry['dtype']}")
+            if role == "input":
+                shapes, problem = input_shapes(array, sequence)
+                found_shapes.add(shapes)
+                if problem:
+                    problems.append(f"{feature.name}: {problem}")
+    if problems:
+        raise PocketbertError(f"the Core ML spec of '{path}' does not match its manifest: {'; '.join(problems)}; "
+                              "nothing was written — report this export as a bug")
+    return {"inputs": [i["name"] for i in manifest["inputs"]], "outputs": [o["name"] for o in manifest["outputs"]],
+            "shapes": "; ".join(sorted(found_shapes)), "specification_version": spec.specificationVersion}
+
+
+def input_shapes(array, sequence: dict) -> tuple[str, str | None]:
+    """(what the spec declares, a problem or None) for one [1, seq] input."""
+    flexibility = array.WhichOneof("ShapeFlexibility")
+    if flexibility == "shapeRange":
+        ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
+        found = f"range batch {ranges[0][0]}..{ranges[0][1]}, seq {ranges[1][0]}..{ranges[1][1]}"
+        expected = [(1, 1), (sequence["min"], sequence["max"])] if sequence["dynamic"] else None
+        return found, None if ranges == expected else f"declares {found}, the manifest says {sequence}"
+    if flexibility == "enumeratedShapes":
+        shapes = sorted(tuple(s.shape) for s in array.enumeratedShapes.shapes)
+        found = f"enumerated [1, seq] for seq in {[s[1] for s in shapes]}"
+        expected = None if sequence["dynamic"] else [(1, n) for n in sequence["lengths"]]
+        return found, None if shapes == expected else f"declares {found}, the manifest says {sequence}"
+    shape = tuple(array.shape)
+    found = f"fixed {list(shape)}"
+    expected = None if sequence["dynamic"] or len(sequence["lengths"]) != 1 else (1, sequence["lengths"][0])
+    return found, None if shape == expected else f"declares {found}, the manifest says {sequence}"

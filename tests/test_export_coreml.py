@@ -1,0 +1,155 @@
+"""Core ML exporter on tiny checkpoints: every precision, shape modes, deployment targets, spec validation."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("coremltools")
+
+from pocketbert.cli import main as cli_main  # noqa: E402
+from pocketbert.errors import PocketbertError  # noqa: E402
+from pocketbert.export.api import export_model  # noqa: E402
+from pocketbert.export.formats.coreml import check_spec  # noqa: E402
+
+LENGTHS = (32, 64)
+ON_MACOS = sys.platform == "darwin"
+
+
+def load_spec(folder, manifest):
+    import coremltools as ct
+
+    return ct.utils.load_spec(str(folder / manifest["artifact"]))
+
+
+def main_ops(spec) -> set[str]:
+    function = spec.mlProgram.functions["main"]
+    return {op.type for op in function.block_specializations[function.opset].operations}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_distilbert_qa):
+    """One export per precision, made once: conversion is the slow part of every test here."""
+    made = {}
+
+    def export(precision: str):
+        if precision not in made:
+            out = tmp_path_factory.mktemp("coreml") / precision
+            made[precision] = (out, export_model(str(tiny_distilbert_qa), "coreml", out, precision=precision,
+                                                 seq_lens=LENGTHS))
+        return made[precision]
+
+    return export
+
+
+@pytest.mark.parametrize("precision, compression_op", [
+    ("fp32", None), ("fp16", None), ("int8", "constexpr_blockwise_shift_scale"),
+    ("palette4", "constexpr_lut_to_dense"), ("palette6", "constexpr_lut_to_dense"),
+])
+def test_every_precision_exports_and_passes_the_spec_check(exports, precision, compression_op):
+    out, manifest = exports(precision)
+    assert (out / "model.mlpackage").is_dir() and (out / "manifest.json").is_file()
+    assert json.loads((out / "manifest.json").read_text())["sha256"] == manifest["sha256"]
+    spec = load_spec(out, manifest)
+    inputs = {f.name: f.type.multiArrayType for f in spec.description.input}
+    outputs = {f.name: f.type.multiArrayType for f in spec.description.output}
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+
+    assert list(inputs) == ["input_ids", "attention_mask"] == [i["name"] for i in manifest["inputs"]]
+    assert list(outputs) == ["start_logits", "end_logits"]
+    int32, float32 = ArrayFeatureType.INT32, ArrayFeatureType.FLOAT32
+    assert all(a.dataType == int32 for a in inputs.values()) and all(a.dataType == float32 for a in outputs.values())
+    assert all(i["dtype"] == "int32" and i["shape"] == [1, "seq"] for i in manifest["inputs"])
+    assert sorted(tuple(s.shape) for s in inputs["input_ids"].enumeratedShapes.shapes) == [(1, 32), (1, 64)]
+
+    graph = manifest["graph"]
+    assert graph["compute_precision"] == ("float32" if precision == "fp32" else "float16")
+    assert graph["shapes"]["mode"] == "enumerated" and graph["shapes"]["lengths"] == list(LENGTHS)
+    assert graph["ops"] == sum(graph["op_counts"].values()) and graph["op_counts"]["matmul"] > 0
+    if compression_op is None:
+        assert graph["weight_compression"] is None
+        assert not any(op.startswith("constexpr") for op in main_ops(spec))
+    else:
+        assert compression_op in main_ops(spec) and graph["op_counts"][compression_op] > 0
+        assert graph["weight_compression"]["method"] in ("linear_quantize_weights", "palettize_weights")
+
+    validation = manifest["validation"]
+    assert validation["spec_checked"] is True
+    assert validation["spec"]["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_compressed_weights_make_smaller_packages(exports):
+    sizes = {p: exports(p)[1]["file_bytes"] for p in ("fp32", "fp16", "int8", "palette6", "palette4")}
+    assert sizes["fp32"] > sizes["fp16"] > sizes["int8"] > sizes["palette6"] > sizes["palette4"]
+
+
+@pytest.mark.skipif(ON_MACOS, reason="off macOS Core ML cannot predict, so validation checks the spec only")
+def test_validation_off_macos_says_why_it_did_not_run(exports):
+    validation = exports("fp16")[1]["validation"]
+    assert validation["ran"] is False and validation["passed"] is None
+    assert validation["reason"].startswith("Core ML predicts only on macOS; checked the spec:")
+    assert "enumerated" in validation["reason"] and validation["lengths"] == list(LENGTHS)
+
+
+@pytest.mark.skipif(not ON_MACOS, reason="Core ML predicts only on macOS")
+def test_validation_on_macos_compares_with_pytorch(exports):
+    validation = exports("fp32")[1]["validation"]
+    assert validation["ran"] is True and validation["passed"] is True and validation["spec_checked"] is True
+    assert validation["max_abs_diff"] <= 1e-4
+    assert exports("fp16")[1]["validation"]["argmax_agreement"]["start"] >= 0.5
+
+
+def test_range_shapes_with_dynamic(tmp_path, tiny_bert_qa):
+    manifest = export_model(str(tiny_bert_qa), "coreml", tmp_path / "range", precision="fp16", dynamic=True,
+                            seq_lens=(64,), deployment_target="iOS17")
+    spec = load_spec(tmp_path / "range", manifest)
+    assert [f.name for f in spec.description.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    for feature in spec.description.input:
+        ranges = [(r.lowerBound, r.upperBound) for r in feature.type.multiArrayType.shapeRange.sizeRanges]
+        assert ranges == [(1, 1), (8, 512)]
+    assert manifest["sequence"]["dynamic"] is True and manifest["graph"]["shapes"]["mode"] == "range"
+    # A range on several inputs is allowed before iOS18, unlike enumerated lengths.
+    assert manifest["graph"]["deployment_target"] == "iOS17" and spec.specificationVersion == 8
+
+
+def test_deployment_target_is_respected(tmp_path, tiny_bert_qa):
+    manifest = export_model(str(tiny_bert_qa), "coreml", tmp_path / "fixed", precision="fp16", seq_lens=(48,),
+                            deployment_target="macOS14")
+    spec = load_spec(tmp_path / "fixed", manifest)
+    assert manifest["graph"]["deployment_target"] == "macOS14" and spec.specificationVersion == 8  # macOS14 = iOS17
+    assert [tuple(f.type.multiArrayType.shape) for f in spec.description.input] == [(1, 48)] * 3
+    assert manifest["graph"]["shapes"] == {"mode": "fixed", "lengths": [48], "neural_engine": "eligible (static shapes)"}
+
+
+def test_default_target_is_raised_to_ios18_for_enumerated_lengths_on_several_inputs(exports):
+    graph = exports("fp16")[1]["graph"]
+    assert graph["deployment_target"] == "iOS18" and "enumerated" in graph["deployment_target_reason"]
+    assert graph["specification_version"] == 9
+
+
+@pytest.mark.parametrize("target, message", [
+    ("iOS99", "unknown Core ML deployment target 'iOS99'; choose one of iOS16, iOS17, iOS18"),
+    ("iOS17", "allows enumerated lengths on one input only"),
+])
+def test_bad_deployment_target_errors_and_writes_nothing(tmp_path, tiny_distilbert_qa, target, message):
+    out = tmp_path / "bad"
+    with pytest.raises(PocketbertError, match=message):
+        export_model(str(tiny_distilbert_qa), "coreml", out, precision="fp16", seq_lens=LENGTHS,
+                     deployment_target=target)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_prints_one_line_for_a_bad_target(tmp_path, tiny_distilbert_qa, capsys):
+    code = cli_main(["export", str(tiny_distilbert_qa), "--format", "coreml", "--deployment-target", "Android",
+                     "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown Core ML deployment target 'Android'" in err and "Traceback" not in err
+
+
+def test_spec_check_catches_a_manifest_that_does_not_match(exports):
+    out, manifest = exports("fp16")
+    lying = {**manifest, "inputs": [{**manifest["inputs"][0], "dtype": "int64"}, manifest["inputs"][1]],
+             "sequence": {**manifest["sequence"], "lengths": [32, 128]}}
+    with pytest.raises(PocketbertError, match=r"input_ids is INT32, the manifest says int64.*enumerated"):
+        check_spec(out / manifest["artifact"], lying)
