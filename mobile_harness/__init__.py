@@ -1,1 +1,1 @@
-"""placeholder"""
+"""pocketbert device: measure exported artifacts on phones (adb, Xcode), ssh boards and this host."""

@@ -1,0 +1,183 @@
+"""Standalone benchmark runner that travels inside a device bundle (ssh boards and the host target).
+
+It needs only numpy and the artifact's runtime package on the device (onnxruntime, ai-edge-litert or
+tflite-runtime, executorch + torch) -- never pocketbert. Usage:
+
+    python3 device_runner.py BUNDLE_DIR
+    python3 device_runner.py --facts      (only print what the device says about itself)
+
+It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the fixed inputs warm-up + N times, compares
+the outputs with the expected ones, reads what the device says about itself, and writes
+BUNDLE_DIR/result.json (raw timings; the host turns them into statistics).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_onnx(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    settings = ort.SessionOptions()
+    if threads:
+        settings.intra_op_num_threads = threads
+        settings.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+    wanted = {i.name: i for i in session.get_inputs()}
+
+    def run(feed):
+        cast = {name: value.astype(np.int32 if "int32" in wanted[name].type else np.int64) for name, value in feed.items()}
+        return session.run(None, cast)
+
+    return run, ("onnxruntime", ort.__version__)
+
+
+def load_tflite(path: Path, threads: int | None, seq_len: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        runtime = ("litert", version("ai-edge-litert"))
+    except ImportError:  # the older, smaller wheel some boards ship
+        from tflite_runtime.interpreter import Interpreter
+        runtime = ("litert", "tflite-runtime " + version("tflite-runtime"))
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+    signatures = interpreter.get_signature_list()
+    if len(signatures) > 1:
+        # One file holds several fixed lengths as signatures; pick the one whose inputs have this length.
+        for key in signatures:
+            runner = interpreter.get_signature_runner(key)
+            if all(detail["shape"][-1] == seq_len for detail in runner.get_input_details().values()):
+                break
+        else:
+            raise SystemExit(f"no signature of {path.name} takes length {seq_len}: {sorted(signatures)}")
+
+        def run(feed):
+            details = runner.get_input_details()
+            out = runner(**{name: value.astype(details[name]["dtype"]) for name, value in feed.items()})
+            return [out[name] for name in sorted(out)]
+
+        return run, runtime
+    interpreter.allocate_tensors()
+    inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
+    outputs = interpreter.get_output_details()
+
+    def run(feed):
+        for name, value in feed.items():
+            detail = next(d for key, d in inputs.items() if name in key)  # e.g. "serving_default_input_ids:0"
+            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+        interpreter.invoke()
+        return [interpreter.get_tensor(o["index"]) for o in outputs]
+
+    return run, runtime
+
+
+def load_executorch(path: Path, threads: int | None):
+    import torch
+    from executorch.runtime import Runtime
+
+    if threads:
+        torch.set_num_threads(threads)
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+
+    def run(feed):
+        return [out.numpy() for out in method.execute([torch.from_numpy(value) for value in feed.values()])]
+
+    return run, ("executorch", version("executorch"))
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip().replace("\x00", "")
+    except OSError:
+        return None
+
+
+def device_facts() -> dict:
+    """What a Linux board says about itself, where readable (None elsewhere)."""
+    cpuinfo = read_text("/proc/cpuinfo") or ""
+    soc = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith(("Hardware", "model name"))), None)
+    os_release = dict(line.split("=", 1) for line in (read_text("/etc/os-release") or "").splitlines() if "=" in line)
+    temps = [read_text(str(zone / "temp")) for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*"))]
+    temps = [int(t) / 1000 for t in temps if t and t.lstrip("-").isdigit()]
+    return {
+        "model": read_text("/proc/device-tree/model") or read_text("/sys/devices/virtual/dmi/id/product_name")
+        or platform.node(),
+        "soc": soc or platform.machine(),
+        "os": f"{os_release.get('PRETTY_NAME', platform.system()).strip(chr(34))} (kernel {platform.release()})",
+        "abi": platform.machine(),
+        "cores": os.cpu_count(),
+        "governor": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "thermal": {"max_zone_celsius": max(temps)} if temps else None,
+    }
+
+
+def compare(outputs, expected, tolerance) -> dict:
+    diffs = [float(np.abs(np.asarray(out, np.float32).reshape(exp.shape) - exp).max())
+             for out, exp in zip(outputs, expected)]
+    agree = [bool((np.asarray(out).reshape(exp.shape).argmax(-1) == exp.argmax(-1)).all())
+             for out, exp in zip(outputs, expected)]
+    max_diff = max(diffs)
+    return {"max_abs_diff": max_diff, "tolerance": tolerance, "argmax_agree": all(agree),
+            "passed": (max_diff <= tolerance) if tolerance is not None else all(agree)}
+
+
+def main(bundle: Path) -> dict:
+    config = json.loads((bundle / "bundle.json").read_text())
+    feed = {name: np.load(bundle / file) for name, file in config["inputs"].items()}
+    artifact = bundle / config["artifact"]
+    started = time.perf_counter()
+    if config["format"] == "onnx":
+        run, runtime = load_onnx(artifact, config["threads"])
+    elif config["format"] == "tflite":
+        run, runtime = load_tflite(artifact, config["threads"], config["seq_len"])
+    elif config["format"] == "executorch":
+        run, runtime = load_executorch(artifact, config["threads"])
+    else:
+        raise SystemExit(f"format {config['format']} has no runner on this device")
+    load_ms = (time.perf_counter() - started) * 1e3
+
+    started = time.perf_counter()
+    outputs = run(feed)
+    first_ms = (time.perf_counter() - started) * 1e3
+    for _ in range(config["warmup"]):
+        run(feed)
+    latencies = []
+    for _ in range(config["runs"]):
+        started = time.perf_counter()
+        run(feed)
+        latencies.append((time.perf_counter() - started) * 1e3)
+
+    expected = [np.load(bundle / file) for file in config["expected"]] if config.get("expected") else None
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "runtime": runtime[0], "runtime_version": runtime[1], "load_ms": load_ms, "first_ms": first_ms, "latencies_ms": latencies,
+        "warmup": config["warmup"], "peak_rss_bytes": rss_kb * 1024,
+        "outputs": compare(outputs, expected, config.get("tolerance")) if expected else None,
+        "device": device_facts(),
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--facts":
+        print(json.dumps(device_facts()))
+        sys.exit(0)
+    bundle_dir = Path(sys.argv[1])
+    result = main(bundle_dir)
+    (bundle_dir / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "latencies_ms"}))
