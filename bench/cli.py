@@ -1,0 +1,73 @@
+"""`pocketbert bench MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
+from __future__ import annotations
+
+from pocketbert.qa import DOC_STRIDE, MAX_SEQ_LEN
+
+MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="measure size, memory, load time and latency against a BERT-base baseline",
+                       description="Benchmark artifacts and checkpoints, interleaved with a baseline; writes "
+                                   "results.json, report.md and PNG plots.")
+    p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
+    p.add_argument("--baseline", default="bert-base",
+                   help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
+    p.add_argument("--no-baseline", action="store_true", help="measure the given models only")
+    p.add_argument("--no-export-baseline", action="store_true",
+                   help="baseline on PyTorch eager only (skip exporting it to each candidate's format/precision)")
+    p.add_argument("--seq-len", type=int, nargs="+", default=[384], metavar="N", help="lengths to measure (default 384)")
+    p.add_argument("--sweep", type=int, nargs="*", default=[], metavar="N",
+                   help="extra lengths for the model-only sweep, e.g. 32 64 128 256 384 512")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs per model (default 10)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
+    p.add_argument("--threads", type=int, help="threads for every runtime (default: all usable cores)")
+    p.add_argument("--modes", nargs="+", default=["model", "e2e"], choices=["model", "e2e"],
+                   help="model only and/or end-to-end QA (tokenise + model + decode); default both")
+    p.add_argument("--merge", nargs="+", default=[], metavar="RESULTS_JSON", help="results.json files to join in")
+    p.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    p.set_defaults(func=run_bench_cli)
+
+    e = sub.add_parser("eval", help="SQuAD v1.1 EM/F1 of artifacts in their own runtime, next to PyTorch",
+                       description="Evaluate artifacts (or checkpoints) on a SQuAD v1.1 file; flags int8 artifacts "
+                                   "that keep less than 93% of the fp32 F1 (MLPerf Mobile rule).")
+    e.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
+    e.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
+    e.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"window length (default {MAX_SEQ_LEN})")
+    e.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"window overlap (default {DOC_STRIDE})")
+    e.add_argument("--out", help="folder for eval.json; a bench output folder gets the scores in its report")
+    e.set_defaults(func=run_eval_cli)
+
+
+def run_bench_cli(args) -> int:
+    from pocketbert.bench.measure import run_bench
+
+    results = run_bench(args.models, args.out, baseline=None if args.no_baseline else args.baseline,
+                        seq_lens=tuple(args.seq_len), sweep=tuple(args.sweep), warmup=args.warmup, runs=args.runs,
+                        threads=args.threads, modes=tuple(args.modes), merge=tuple(args.merge),
+                        export_baseline=not args.no_export_baseline)
+    from pocketbert.bench.results import baseline_ratios
+
+    for r in results["records"]:
+        if r["status"] == "ok" and r["latency_ms"] and r["seq_len"] in args.seq_len:
+            print(f"{r['model']} [{r['runtime']}/{r['precision']}] {r['mode']} seq {r['seq_len']}: "
+                  f"mean {r['latency_ms']['mean']:.2f} ms, p90 {r['latency_ms']['p90']:.2f} ms")
+        elif r["status"] != "ok":
+            print(f"{r['model']} [{r['runtime']}/{r['precision']}]: {r['status']} ({r['reason']})")
+    for c in baseline_ratios(results["records"]):
+        if c["seq_len"] in args.seq_len:
+            print(f"{c['candidate']} vs {c['baseline']} ({c['runtime']}/{c['precision']}, {c['mode']}, "
+                  f"seq {c['seq_len']}): {c['words']}")
+    print(f"wrote {args.out}/results.json and {args.out}/report.md")
+    return 0
+
+
+def run_eval_cli(args) -> int:
+    from pocketbert.bench.evaluate import describe, evaluate
+
+    report = evaluate(args.models, args.data, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, out=args.out)
+    for entry in report["entries"]:
+        print(describe(entry))
+    if args.out:
+        print(f"wrote {args.out}/eval.json")
+    return 0

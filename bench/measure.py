@@ -1,0 +1,323 @@
+"""The harness behind `pocketbert bench`: sizes, load/first-inference/RSS per model, interleaved latency.
+
+Method, so the figures can be judged:
+- Load time, first inference and peak RSS come from a fresh subprocess per model (`python -m
+  pocketbert.bench.measure PROBE_JSON`): a model loaded earlier in the same process cannot hide in its RSS
+  or warm its caches.
+- Latency loops run in this process with every model loaded, interleaved A B A B ... (warm-up included),
+  so a noisy neighbour slows all models alike instead of whichever ran during the noise.
+- Efficiency is encoder FLOPs / latency over this machine's matmul peak, measured with one large
+  torch.matmul at the same thread count.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pocketbert.bench.results import RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results
+from pocketbert.bench.runtimes import (Target, encoder_flops, load_runner, open_target, tokenizer_for)
+from pocketbert.bench.stats import latency_stats
+from pocketbert.errors import NotRunnableHere, PocketbertError
+from pocketbert.fsutil import atomic_dir
+from pocketbert.manifest import MANIFEST_NAME, read_manifest
+from pocketbert.modeling import PRESETS
+from pocketbert.qa import QAExample, decode_answers, prepare_features
+
+DEFAULT_BASELINE = "bert-base"
+BASELINE_CACHE = "baseline-cache"
+MATMUL_SIZE = 2048
+# Imported before the RSS reference is taken, so a model's RSS is not charged with its runtime's libraries.
+RUNTIME_MODULES = {"pytorch": "torch", "onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter",
+                   "executorch": "executorch.runtime", "coreml": "coremltools"}
+
+# End-to-end mode answers one real question: tokenise, run, decode the span.
+E2E_EXAMPLE = QAExample(
+    "e2e", "When did the bridge reopen to traffic?",
+    "The old stone bridge over the river Ouse was closed in the spring of 2019 after engineers found deep "
+    "cracks in two of its arches. Repairs took longer than planned because the original quarry had closed "
+    "decades earlier and matching limestone had to be cut in Yorkshire. The bridge finally reopened to traffic "
+    "on 14 September 2021, with a weight limit of seven tonnes and a new footpath on its eastern side. Local "
+    "traders said the closure had cost them a third of their passing trade, and the council promised to review "
+    "parking charges in the town centre for the following year.",
+)
+
+
+def model_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
+    """One real tokenised question/context window, padded to `length`: {name: int64 [1, length]}."""
+    from pocketbert.export.task import validation_inputs
+
+    return {name: array[:1] for name, array in validation_inputs(tokenizer, input_names, length).items()}
+
+
+def timed_call(runner, tokenizer, mode: str, length: int):
+    """A no-argument function doing one model call (mode "model") or one full QA answer (mode "e2e")."""
+    if mode == "model":
+        inputs = model_inputs(tokenizer, runner.input_names, length)
+        return lambda: runner(inputs)
+
+    def answer():
+        features = prepare_features(tokenizer, [E2E_EXAMPLE], max_seq_len=length, doc_stride=min(128, length // 4),
+                                    max_query_len=min(64, length // 3))
+        start, end = runner({name: features[name] for name in runner.input_names})
+        return decode_answers([E2E_EXAMPLE], features, start, end)
+
+    return answer
+
+
+def peak_matmul_gflops(threads: int, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Best-of-`repeats` fp32 GFLOP/s of a size x size matmul at `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+# --- one model in a fresh process: load time, first inference, RSS --------------------------------------
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    """VmHWM, the peak of this process's own memory map. Not ru_maxrss: Linux carries that across exec,
+    so a probe would report its parent's (the harness holding every model) size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise PocketbertError("/proc/self/status has no VmHWM; peak RSS is measured on Linux only")
+
+
+def _import_load_path(format: str) -> None:
+    """Import the runtime and the code that loads it, so the RSS reference excludes libraries, not weights."""
+    from pocketbert.export.registry import format_names
+
+    format_names()  # imports every format module, as loading through the registry does
+    for module in filter(None, (RUNTIME_MODULES.get(format), "transformers", "pocketbert.export.task")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # load_runner names the missing package
+    if format == "pytorch":
+        from transformers import AutoModelForQuestionAnswering  # noqa: F401  (lazy module: resolve it now)
+
+
+def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
+    target = open_target(path, sizes=False)
+    _import_load_path(target.format)
+    tokenizer = tokenizer_for(target)
+    import_rss = _rss_bytes()
+    start = time.perf_counter()
+    try:
+        runner = load_runner(target, threads)
+    except NotRunnableHere as reason:
+        return {"status": "not_measurable", "reason": str(reason)}
+    load_ms = 1000 * (time.perf_counter() - start)
+    call = timed_call(runner, tokenizer, "model", seq_len)
+    start = time.perf_counter()
+    call()
+    first_ms = 1000 * (time.perf_counter() - start)
+    return {"status": "ok", "load_ms": load_ms, "first_ms": first_ms, "import_rss_bytes": import_rss,
+            "peak_rss_bytes": _peak_rss_bytes(),
+            "parameters": runner.info.get("parameters")}
+
+
+def probe(target: Target, threads: int, seq_len: int) -> dict:
+    """Run `probe_in_this_process` in a fresh interpreter; its last stdout line is the JSON answer."""
+    request = json.dumps({"path": target.path, "threads": threads, "seq_len": seq_len})
+    done = subprocess.run([sys.executable, "-m", "pocketbert.bench.measure", request],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "reason": f"probe exited {done.returncode}: {tail[:300]}"}
+    return json.loads(lines[-1])
+
+
+# --- targets, baselines --------------------------------------------------------------------------------
+
+def baseline_targets(baseline: str, candidates: list[Target], cache: Path, export_baseline: bool,
+                     lengths: list[int]) -> list[Target]:
+    """The baseline in PyTorch eager, and (unless told not to) exported like each candidate artifact."""
+    random_weights = baseline in PRESETS
+    label = f"{baseline} (random weights)" if random_weights else Path(baseline).name
+    targets = [open_target(_saved_checkpoint(baseline, cache) if random_weights else baseline, "baseline",
+                           f"{label} pytorch")]
+    targets[0].random_weights = random_weights
+    if not export_baseline:
+        return targets
+    wanted = {}
+    for c in candidates:
+        if c.format != "pytorch":
+            wanted.setdefault((c.format, c.precision, c.backend), c)
+    for (format, precision, backend), like in sorted(wanted.items(), key=lambda kv: str(kv[0])):
+        folder = _exported_baseline(baseline, like, cache / f"{format}-{precision}-{backend or 'default'}", lengths)
+        target = open_target(folder, "baseline", f"{label} {format}/{precision}")
+        target.random_weights = random_weights
+        targets.append(target)
+    return targets
+
+
+def _saved_checkpoint(preset: str, cache: Path) -> str:
+    """A preset written once as a checkpoint, so its file and gzip sizes are real bytes on disk."""
+    from pocketbert.modeling import load_qa_model
+
+    folder = cache / f"{preset}-checkpoint"
+    if not (folder / "config.json").is_file():
+        loaded = load_qa_model(preset)
+        with atomic_dir(folder, force=True) as tmp:
+            loaded.model.save_pretrained(str(tmp))
+            loaded.tokenizer.save_pretrained(str(tmp))
+    return str(folder)
+
+
+def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[int]) -> Path:
+    from pocketbert.export.api import export_model
+
+    seq = like.manifest["sequence"]
+    seq_lens = tuple(seq["lengths"]) if not seq["dynamic"] else tuple(sorted(set(seq["lengths"]) | set(lengths)))
+    if (folder / MANIFEST_NAME).is_file():
+        cached = read_manifest(folder)
+        covers = (cached["sequence"]["max"] >= max(seq_lens) if seq["dynamic"]
+                  else set(seq_lens) <= set(cached["sequence"]["lengths"]))
+        if cached["source"]["checkpoint"] == baseline and cached["sequence"]["dynamic"] == seq["dynamic"] and covers:
+            return folder  # exporting BERT-base again costs minutes; the cached one is the same artifact
+    export_model(baseline, like.format, folder, precision=like.precision, seq_lens=seq_lens, dynamic=seq["dynamic"],
+                 backend=like.backend, force=True)
+    return folder
+
+
+# --- the benchmark ---------------------------------------------------------------------------------------
+
+def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT_BASELINE, seq_lens=(384,),
+              sweep=(), warmup: int = 10, runs: int = 50, threads: int | None = None, modes=("model", "e2e"),
+              merge=(), export_baseline: bool = True) -> dict:
+    """Measure every model (and the baseline) and write results.json, report.md and plots into `out`."""
+    if not models:
+        raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
+    if runs < 1 or warmup < 0:
+        raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
+    bad = [m for m in modes if m not in ("model", "e2e")]
+    if bad:
+        raise PocketbertError(f"unknown mode(s) {bad}; choose model and/or e2e")
+    threads = threads or len(os.sched_getaffinity(0))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = sorted(set(seq_lens) | set(sweep))
+    if not lengths or min(lengths) < 8:
+        raise PocketbertError("sequence lengths must be at least 8 tokens")
+
+    targets = [open_target(m) for m in models]
+    for i, t in enumerate(targets):  # labels key the measurements, so two folders named alike must differ
+        if any(o.label == t.label for o in targets[:i]):
+            t.label = f"{t.label} #{i + 1}"
+    if baseline:
+        targets += baseline_targets(baseline, targets, out / BASELINE_CACHE, export_baseline, lengths)
+    extras = [load_results(path) for path in merge]
+
+    records, runners, tokenizers = [], {}, {}
+    first_len = {}
+    for t in tqdm(targets, desc="load + first inference (fresh process each)", unit="model"):
+        first_len[t.label] = next((n for n in lengths if t.supports(n)), None)
+        if first_len[t.label] is None:
+            records.append(make_record(**t.record_fields(), threads=threads, status="not_measurable",
+                                       reason=f"supports lengths {list(t.lengths or [])} up to {t.max_len}, none of {lengths}"))
+            continue
+        facts = probe(t, threads, first_len[t.label])
+        if facts["status"] != "ok":
+            records.append(make_record(**t.record_fields(), threads=threads, status=facts["status"],
+                                       reason=facts["reason"]))
+            continue
+        parameters = facts.pop("parameters", None)
+        t.parameters = t.parameters or parameters
+        t.extra["probe"] = facts
+        try:
+            runners[t.label] = load_runner(t, threads)
+            t.lengths = runners[t.label].lengths  # the runtime knows best: ONNX runs any length up to the max
+            tokenizers[t.label] = tokenizer_for(t)
+        except NotRunnableHere as reason:  # the probe ran it; only a mismatch between processes lands here
+            records.append(make_record(**t.record_fields(), threads=threads, status="not_measurable", reason=str(reason)))
+
+    peak = peak_matmul_gflops(threads)
+    plan = [(mode, n) for mode in modes for n in lengths if mode == "model" or n in seq_lens]
+    total = sum(len([t for t in targets if t.label in runners and t.supports(n)]) for _, n in plan) * (warmup + runs)
+    progress = tqdm(total=total, desc="interleaved latency", unit="call")
+    for mode, n in plan:
+        group = [t for t in targets if t.label in runners]
+        for t in group:
+            if not t.supports(n):
+                records.append(make_record(**t.record_fields(), seq_len=n, mode=mode, threads=threads,
+                                           status="not_measurable",
+                                           reason=f"fixed lengths {list(t.lengths or [])}, max {t.max_len}"))
+        group = [t for t in group if t.supports(n)]
+        samples = _interleaved(group, mode, n, warmup, runs, runners, tokenizers, progress)
+        for t in group:
+            record = dict(t.record_fields(), seq_len=n, mode=mode, threads=threads)
+            if isinstance(samples[t.label], str):
+                records.append(make_record(**record, status="failed", reason=samples[t.label]))
+                continue
+            probe_facts = t.extra["probe"] if n == first_len[t.label] and mode == "model" else {}
+            latency = latency_stats(samples[t.label], warmup)
+            flops = encoder_flops(t.encoder, n)
+            efficiency = flops / (latency["mean"] / 1000) / (peak * 1e9) if flops and mode == "model" else None
+            records.append(make_record(**record, **probe_facts, latency_ms=latency, flops=flops, efficiency=efficiency))
+    progress.close()
+
+    settings = {"warmup": warmup, "runs": runs, "threads": threads, "interleaved": True, "seq_lens": list(seq_lens),
+                "sweep": list(sweep), "modes": list(modes), "baseline": baseline, "export_baseline": export_baseline,
+                "peak_matmul_gflops": peak, "matmul_size": MATMUL_SIZE, "e2e_question": E2E_EXAMPLE.question,
+                "statistic_for_ratios": "mean"}
+    results = new_results(settings, records)
+    for extra in extras:
+        results = merge_results(results, extra)
+    save_results(out / RESULTS_NAME, results)
+    from pocketbert.bench.report import write_report
+
+    write_report(results, out)
+    return results
+
+
+def _interleaved(group, mode, length, warmup, runs, runners, tokenizers, progress) -> dict:
+    """Milliseconds per call for each target, calling them in turn A B A B ...; a failure becomes its reason."""
+    calls, samples = {}, {}
+    for t in group:
+        calls[t.label] = timed_call(runners[t.label], tokenizers[t.label], mode, length)
+        samples[t.label] = []
+    for i in range(warmup + runs):
+        for t in group:
+            if isinstance(samples[t.label], str):
+                progress.update()
+                continue
+            start = time.perf_counter()
+            try:
+                calls[t.label]()
+            except Exception as err:  # a runtime failing at one length must not sink the whole run
+                samples[t.label] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
+                progress.update()
+                continue
+            elapsed = 1000 * (time.perf_counter() - start)
+            if i >= warmup:
+                samples[t.label].append(elapsed)
+            progress.update()
+    return samples
+
+
+if __name__ == "__main__":
+    request = json.loads(sys.argv[1])
+    print(json.dumps(probe_in_this_process(request["path"], request["threads"], request["seq_len"])))

@@ -1,0 +1,213 @@
+"""report.md and PNG plots from a results.json: what a person reads to compare models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pocketbert.bench.results import baseline_ratios, reference_ratios
+from pocketbert.fsutil import atomic_write_text
+
+MB = 1e6
+# The project's goals (issue 4), checked against whatever was measured; benchmarks, not tests.
+GOAL_DISTIL_SPEEDUP = 1.9
+GOAL_MOBILE_SPEEDUP = 6.0
+GOAL_MOBILE_SHRINK = 6.0
+GOAL_FLOP_BOUND = 1.5
+INT8_F1_RULE = 0.93  # MLPerf Mobile: int8 keeps >= 93% of the fp32 F1
+INT8_F1_GOAL = 0.99
+
+
+def _fmt(value, digits: int = 1, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value / scale:,.{digits}f}"
+
+
+def _device(record: dict) -> str:
+    device = record.get("device")
+    return "this host" if not device else " ".join(str(device.get(k)) for k in ("target", "model") if device.get(k))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _label(record: dict) -> str:
+    return record["model"] + (" *(random weights)*" if record["random_weights"] and "random" not in record["model"] else "")
+
+
+def render_report(results: dict, plots: list[str] = ()) -> str:
+    records = results["records"]
+    settings = results.get("settings", {})
+    machine = results.get("machine", {})
+    ok = [r for r in records if r["status"] == "ok" and r["latency_ms"]]
+    main_lens = settings.get("seq_lens") or sorted({r["seq_len"] for r in ok if r["seq_len"]})
+    parts = [
+        "# pocketbert benchmark",
+        f"Created {results.get('created')} on {machine.get('cpu')} ({machine.get('cores')} cores, "
+        f"{_fmt(machine.get('memory_bytes'), 1, 1e9)} GB, {machine.get('os')}, Python {machine.get('python')}). "
+        f"Warm-up {settings.get('warmup')} + {settings.get('runs')} runs, {settings.get('threads')} threads, models "
+        f"interleaved A B A B; matmul peak {_fmt(settings.get('peak_matmul_gflops'))} GFLOP/s. Latencies in ms; "
+        "ratios use the mean. Timings on a shared machine are noisy: compare rows of the same run only.",
+    ]
+
+    sized = {}
+    for r in records:
+        sized.setdefault((r["model"], r["format"], r["precision"], _device(r)), r)
+    firsts = {(r["model"], _device(r)): r for r in records if r["load_ms"] is not None}
+    parts += ["## Size and start-up", _table(
+        ["model", "format", "precision", "device", "parameters", "file MB", "gzip MB", "peak RSS MB",
+         "RSS over runtime MB", "load ms", "first inference ms"],
+        [[_label(r), r["format"], r["precision"], d, _fmt(r["parameters"], 0), _fmt(r["file_bytes"], 1, MB),
+          _fmt(r["gzip_bytes"], 1, MB), _fmt(f.get("peak_rss_bytes"), 0, MB),
+          _fmt(f["peak_rss_bytes"] - f["import_rss_bytes"], 0, MB) if f.get("import_rss_bytes") else "-",
+          _fmt(f.get("load_ms")), _fmt(f.get("first_ms"))]
+         for (model, _, _, d), r in sized.items() for f in [firsts.get((model, d), {})]])]
+
+    latency_rows = [[_label(r), r["runtime"], r["backend"] or "-", r["precision"], _device(r), r["mode"], r["seq_len"],
+                     r["threads"], *(_fmt(r["latency_ms"][k], 2) for k in ("mean", "p50", "p90", "p99", "trimmed_mean")),
+                     r["latency_ms"]["n"]]
+                    for r in ok if r["seq_len"] in main_lens]
+    parts += ["## Latency", _table(["model", "runtime", "backend", "precision", "device", "mode", "seq", "threads",
+                                    "mean", "p50", "p90", "p99", "trimmed mean", "n"], latency_rows)]
+
+    same = baseline_ratios(records)
+    parts += ["## Against the baseline (same device, runtime and precision)",
+              _table(["candidate", "baseline", "runtime", "precision", "device", "mode", "seq", "result"],
+                     [[c["candidate"], c["baseline"], c["runtime"], c["precision"], _device(c), c["mode"], c["seq_len"],
+                       c["words"]] for c in same]) if same else "No candidate has a baseline measured alike."]
+    reference = reference_ratios(records)
+    if reference:
+        parts += ["## Against the baseline in fp32 PyTorch eager on this host",
+                  _table(["candidate", "runtime", "precision", "device", "mode", "seq", "result"],
+                         [[c["candidate"], c["runtime"], c["precision"], _device(c), c["mode"], c["seq_len"], c["words"]]
+                          for c in reference])]
+
+    sweep_lens = sorted({r["seq_len"] for r in ok if r["mode"] == "model"})
+    if len(sweep_lens) > 1:
+        by_model = {}
+        for r in ok:
+            if r["mode"] == "model":
+                by_model.setdefault((r["model"], r["runtime"], r["precision"], _device(r)), {})[r["seq_len"]] = r
+        parts += ["## Sequence-length sweep (model only): mean ms / efficiency (share of matmul peak)",
+                  _table(["model", "runtime", "precision", "device", *map(str, sweep_lens)],
+                         [[m, rt, p, d, *(f"{_fmt(row[n]['latency_ms']['mean'], 2)} / "
+                                          f"{_fmt(row[n]['efficiency'] and 100 * row[n]['efficiency'], 0)}%"
+                                          if n in row else "-" for n in sweep_lens)]
+                          for (m, rt, p, d), row in by_model.items()])]
+
+    parts += ["## Goals", _goals(records, same, reference)]
+    if results.get("eval"):
+        parts += ["## Accuracy (SQuAD v1.1)", render_eval_table(results["eval"])]
+    missing = [r for r in records if r["status"] != "ok"]
+    if missing:
+        parts += ["## Not measured", _table(["model", "runtime", "precision", "seq", "mode", "status", "reason"],
+                                            [[r["model"], r["runtime"], r["precision"], r["seq_len"] or "-", r["mode"],
+                                              r["status"], (r["reason"] or "").replace("|", "/")] for r in missing])]
+    if plots:
+        parts += ["## Plots", "\n".join(f"![{Path(p).stem}]({p})" for p in plots)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _goals(records, same, reference) -> str:
+    lines = []
+    distil = [c for c in same if c["precision"] == "fp32" and c["seq_len"] == 384 and c["mode"] == "model"
+              and c["speedup"]]
+    for c in distil:
+        verdict = "meets" if c["speedup"] >= GOAL_DISTIL_SPEEDUP else "misses"
+        lines.append(f"- {c['candidate']} vs {c['baseline']}, {c['runtime']} fp32 seq 384: {c['speedup']:.2f}x faster "
+                     f"({verdict} the {GOAL_DISTIL_SPEEDUP}x goal)")
+    int8 = [c for c in reference if c["precision"] == "int8" and c["mode"] == "model" and c["speedup"]]
+    if int8:
+        best = max(int8, key=lambda c: c["speedup"])
+        fast, small = best["speedup"] >= GOAL_MOBILE_SPEEDUP, (best["size_ratio"] or 0) >= GOAL_MOBILE_SHRINK
+        lines.append(f"- best int8 artifact {best['candidate']} ({best['runtime']}, seq {best['seq_len']}) vs the "
+                     f"baseline fp32 PyTorch eager: {best['speedup']:.1f}x faster, {_fmt(best['size_ratio'])}x smaller "
+                     f"({'meets' if fast and small else 'misses'} the {GOAL_MOBILE_SPEEDUP:.0f}x/"
+                     f"{GOAL_MOBILE_SHRINK:.0f}x goal)")
+    for r in records:
+        if r["status"] == "ok" and r["precision"] == "fp32" and r["efficiency"] and r["seq_len"] == 384 \
+                and r["mode"] == "model":
+            bound = 1 / r["efficiency"]
+            lines.append(f"- {r['model']} {r['runtime']} fp32 seq 384: {bound:.2f}x the FLOP bound "
+                         f"({'meets' if bound <= GOAL_FLOP_BOUND else 'misses'} the {GOAL_FLOP_BOUND}x goal)")
+    return "\n".join(lines) or "No measurement matches a goal's conditions (fp32 / int8 at seq 384 with a baseline)."
+
+
+def render_eval_table(entries: list[dict]) -> str:
+    rows = []
+    for e in entries:
+        ref = e.get("reference") or {}
+        rows.append([e["model"], e["format"], e["precision"], e["seq_len"], _fmt(e["exact_match"], 2), _fmt(e["f1"], 2),
+                     _fmt(ref.get("exact_match"), 2), _fmt(ref.get("f1"), 2),
+                     "-" if e.get("f1_retained") is None else f"{100 * e['f1_retained']:.1f}%", e.get("verdict", "-"),
+                     e["count"]])
+    return _table(["model", "format", "precision", "seq", "EM", "F1", "PyTorch EM", "PyTorch F1", "F1 kept",
+                   "MLPerf int8 rule", "questions"], rows)
+
+
+def write_plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in results["records"] if r["status"] == "ok" and r["latency_ms"] and not r["device"]]
+    main_lens = results.get("settings", {}).get("seq_lens") or []
+    written = []
+    main = [r for r in records if r["mode"] == "model" and r["seq_len"] in main_lens[:1]]
+    if main:
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(main) + 1.5))
+        labels = [f"{r['model']} [{r['runtime']}/{r['precision']}]" for r in main]
+        ax.barh(labels, [r["latency_ms"]["mean"] for r in main],
+                xerr=[[0] * len(main), [r["latency_ms"]["p90"] - r["latency_ms"]["mean"] for r in main]],
+                color=["tab:gray" if r["role"] == "baseline" else "tab:blue" for r in main])
+        ax.set_xlabel(f"mean latency, ms (whisker: p90), seq {main_lens[0]}, model only")
+        ax.set_title("Latency: candidates (blue) vs baseline (grey)")
+        written.append(_save(fig, out / "latency.png"))
+    sized = {}
+    for r in results["records"]:
+        if r["file_bytes"]:
+            sized.setdefault((r["model"], r["format"], r["precision"]), r)
+    if sized:
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(sized) + 1.5))
+        labels = [f"{m} [{f}/{p}]" for m, f, p in sized]
+        ax.barh(labels, [r["file_bytes"] / MB for r in sized.values()], label="file", color="tab:blue")
+        ax.barh(labels, [(r["gzip_bytes"] or 0) / MB for r in sized.values()], label="gzip -6", color="tab:orange",
+                height=0.4)
+        ax.set_xlabel("MB")
+        ax.legend()
+        ax.set_title("Artifact size")
+        written.append(_save(fig, out / "size.png"))
+    curves = {}
+    for r in records:
+        if r["mode"] == "model":
+            curves.setdefault(f"{r['model']} [{r['runtime']}/{r['precision']}]", []).append(r)
+    if any(len(c) > 1 for c in curves.values()):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for name, rows in curves.items():
+            rows.sort(key=lambda r: r["seq_len"])
+            left.plot([r["seq_len"] for r in rows], [r["latency_ms"]["mean"] for r in rows], marker="o", label=name)
+            if all(r["efficiency"] for r in rows):
+                right.plot([r["seq_len"] for r in rows], [100 * r["efficiency"] for r in rows], marker="o", label=name)
+        left.set(xlabel="sequence length", ylabel="mean latency, ms", title="Sequence sweep")
+        right.set(xlabel="sequence length", ylabel="% of measured matmul peak", title="Efficiency")
+        left.legend(fontsize=7)
+        written.append(_save(fig, out / "sweep.png"))
+    return written
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+def write_report(results: dict, out: str | Path) -> Path:
+    out = Path(out)
+    plots = write_plots(results, out)
+    return atomic_write_text(out / "report.md", render_report(results, plots))

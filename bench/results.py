@@ -1,0 +1,181 @@
+"""results.json, schema v1: one file holds every measurement, from this host and from phones.
+
+`bench` writes host rows, `mobile_harness` adds device rows with `merge_results`, and the report reads
+both. A record is one model measured in one runtime, precision, sequence length, mode and thread count.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+from pocketbert.errors import PocketbertError
+from pocketbert.fsutil import read_json, write_json
+from pocketbert.manifest import tool_versions
+
+RESULTS_SCHEMA = "pocketbert.results/1"
+RESULTS_NAME = "results.json"
+STATUSES = ("ok", "not_measurable", "failed")
+ROLES = ("candidate", "baseline")
+MODES = ("model", "e2e")
+FORMATS = ("pytorch", "onnx", "executorch", "tflite", "coreml")
+
+# peak_rss_bytes is the whole measuring process's peak after load + first inference; import_rss_bytes is
+# that process's RSS once the runtime is imported, before the model loads (their difference is the model's).
+# Every record carries every key, so readers never need .get() guesses; None means "not measured".
+RECORD_DEFAULTS = {
+    "model": None, "role": "candidate", "artifact": None, "format": None, "runtime": None, "backend": None,
+    "precision": "fp32", "seq_len": None, "mode": "model", "threads": None, "device": None,
+    "random_weights": False, "parameters": None, "file_bytes": None, "gzip_bytes": None,
+    "peak_rss_bytes": None, "import_rss_bytes": None, "load_ms": None, "first_ms": None, "latency_ms": None, "flops": None,
+    "efficiency": None, "status": "ok", "reason": None,
+}
+# Two records with equal values here measure the same thing; a merge keeps the newer one.
+IDENTITY_KEYS = ("model", "role", "artifact", "format", "runtime", "backend", "precision", "seq_len", "mode", "threads")
+# A baseline is comparable with a candidate when it ran on the same device, runtime and precision.
+COMPARABLE_KEYS = ("runtime", "backend", "precision", "seq_len", "mode", "threads")
+
+
+def make_record(**fields) -> dict:
+    """A complete record: unknown keys are refused (typos would silently drop figures)."""
+    unknown = sorted(set(fields) - set(RECORD_DEFAULTS))
+    if unknown:
+        raise PocketbertError(f"result record fields {unknown} are not in {RESULTS_SCHEMA}; use {sorted(RECORD_DEFAULTS)}")
+    record = {**RECORD_DEFAULTS, **fields}
+    if record["status"] not in STATUSES:
+        raise PocketbertError(f"result status '{record['status']}' is not one of {', '.join(STATUSES)}")
+    if record["role"] not in ROLES:
+        raise PocketbertError(f"result role '{record['role']}' is not one of {', '.join(ROLES)}")
+    return record
+
+
+def machine_info() -> dict:
+    """The host: CPU model, cores, memory, OS, Python — what a reader needs to judge a timing."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity") else None, "memory_bytes": memory,
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def new_results(settings: dict, records: list[dict]) -> dict:
+    return {
+        "schema": RESULTS_SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": tool_versions(),
+        "settings": settings,
+        "records": [make_record(**r) for r in records],
+    }
+
+
+def load_results(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_NAME
+    results = read_json(path, "results file")
+    if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
+        got = results.get("schema") if isinstance(results, dict) else type(results).__name__
+        raise PocketbertError(f"'{path}' has schema {got!r}, expected {RESULTS_SCHEMA}; re-run `pocketbert bench`")
+    results["records"] = [make_record(**r) for r in results.get("records", [])]
+    return results
+
+
+def save_results(path: str | Path, results: dict) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_NAME
+    return write_json(path, results)
+
+
+def record_identity(record: dict) -> tuple:
+    device = record.get("device") or {}
+    return tuple(record.get(k) for k in IDENTITY_KEYS) + (device.get("target"), device.get("model"))
+
+
+def merge_results(base: dict, extra: dict) -> dict:
+    """`base` with `extra`'s records joined in (a repeated measurement replaces the older one).
+
+    The machine, versions and settings of `extra` are kept under "merged" so device rows keep their
+    provenance; eval entries are concatenated the same way.
+    """
+    for name, results in (("base", base), ("extra", extra)):
+        if results.get("schema") != RESULTS_SCHEMA:
+            raise PocketbertError(f"the {name} results have schema {results.get('schema')!r}, expected {RESULTS_SCHEMA}")
+    records = {record_identity(r): r for r in base["records"]}
+    for record in extra["records"]:
+        records[record_identity(record)] = make_record(**record)
+    merged = {**base, "records": list(records.values())}
+    merged["merged"] = list(base.get("merged", [])) + [
+        {k: extra.get(k) for k in ("created", "machine", "versions", "settings")}, *extra.get("merged", [])]
+    if base.get("eval") or extra.get("eval"):
+        merged["eval"] = list(base.get("eval", [])) + list(extra.get("eval", []))
+    return merged
+
+
+def _device_key(record: dict) -> tuple:
+    device = record.get("device") or {}
+    return device.get("target"), device.get("model"), device.get("soc")
+
+
+def latency_of(record: dict, statistic: str = "mean") -> float | None:
+    latency = record.get("latency_ms") or {}
+    return latency.get(statistic)
+
+
+def comparison(candidate: dict, baseline: dict, statistic: str = "mean") -> dict:
+    """Size and speed ratios of a candidate against a baseline, with the paper's wording."""
+    size = speed = None
+    if candidate.get("file_bytes") and baseline.get("file_bytes"):
+        size = baseline["file_bytes"] / candidate["file_bytes"]
+    fast, slow = latency_of(candidate, statistic), latency_of(baseline, statistic)
+    if fast and slow:
+        speed = slow / fast
+    words = []
+    if size is not None:
+        words.append(f"{100 * (1 - 1 / size):.0f}% smaller" if size >= 1 else f"{100 * (1 / size - 1):.0f}% larger")
+    if speed is not None:
+        words.append(f"{speed:.1f}x faster" if speed >= 1 else f"{1 / speed:.1f}x slower")
+    return {"candidate": candidate["model"], "baseline": baseline["model"], "runtime": candidate["runtime"],
+            "precision": candidate["precision"], "seq_len": candidate["seq_len"], "mode": candidate["mode"],
+            "threads": candidate["threads"], "device": candidate.get("device"), "statistic": statistic,
+            "size_ratio": size, "speedup": speed, "words": ", ".join(words) or "not comparable"}
+
+
+def baseline_ratios(records: list[dict], statistic: str = "mean") -> list[dict]:
+    """Each measured candidate against the baseline measured on the same device, runtime and precision."""
+    baselines = {}
+    for r in records:
+        if r["role"] == "baseline" and r["status"] == "ok":
+            baselines.setdefault((_device_key(r), *(r[k] for k in COMPARABLE_KEYS)), r)
+    out = []
+    for r in records:
+        if r["role"] != "candidate" or r["status"] != "ok":
+            continue
+        baseline = baselines.get((_device_key(r), *(r[k] for k in COMPARABLE_KEYS)))
+        if baseline is not None:
+            out.append(comparison(r, baseline, statistic))
+    return out
+
+
+def reference_ratios(records: list[dict], statistic: str = "mean") -> list[dict]:
+    """Each measured candidate against the baseline's fp32 PyTorch eager row on this host (the 6x goal)."""
+    references = {}
+    for r in records:
+        if (r["role"] == "baseline" and r["status"] == "ok" and r["format"] == "pytorch"
+                and r["precision"] == "fp32" and r["device"] is None):
+            references.setdefault((r["seq_len"], r["mode"], r["threads"]), r)
+    return [comparison(r, references[key], statistic) for r in records
+            if r["role"] == "candidate" and r["status"] == "ok"
+            and (key := (r["seq_len"], r["mode"], r["threads"])) in references]

@@ -1,0 +1,194 @@
+"""One way to open anything bench measures: an exported artifact folder or a checkpoint (PyTorch eager).
+
+A `Target` holds what is known without running (format, precision, size, shape of the encoder); `load_runner`
+returns the export stage's `Runner` for it, so artifacts and eager PyTorch are called identically.
+"""
+from __future__ import annotations
+
+import gzip
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pocketbert.errors import PocketbertError
+from pocketbert.manifest import MANIFEST_NAME, read_manifest
+from pocketbert.modeling import PRESETS, count_parameters, load_qa_model, load_tokenizer, preset_config
+
+RUNTIMES = {"pytorch": "pytorch-eager", "onnx": "onnxruntime", "executorch": "executorch", "tflite": "litert",
+            "coreml": "coreml"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass
+class Target:
+    label: str
+    role: str  # "candidate" | "baseline"
+    path: str  # artifact folder, checkpoint folder or preset name
+    format: str
+    precision: str
+    backend: str | None
+    lengths: tuple[int, ...] | None  # fixed lengths; None: any length up to max_len
+    max_len: int
+    parameters: int | None
+    random_weights: bool
+    file_bytes: int | None
+    gzip_bytes: int | None
+    encoder: dict | None  # {"layers", "hidden", "intermediate"} for FLOP counts
+    manifest: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def runtime(self) -> str:
+        return RUNTIMES.get(self.format, self.format)
+
+    def supports(self, length: int) -> bool:
+        return length <= self.max_len and (self.lengths is None or length in self.lengths)
+
+    def record_fields(self) -> dict:
+        return {"model": self.label, "role": self.role, "artifact": self.path, "format": self.format,
+                "runtime": self.runtime, "backend": self.backend, "precision": self.precision,
+                "random_weights": self.random_weights, "parameters": self.parameters,
+                "file_bytes": self.file_bytes, "gzip_bytes": self.gzip_bytes}
+
+
+def open_target(spec: str | Path, role: str = "candidate", label: str | None = None, sizes: bool = True) -> Target:
+    """An artifact folder (has manifest.json), a checkpoint folder, or a preset name.
+
+    `sizes=False` skips the gzip pass (seconds for a 400 MB file) where only running matters.
+    """
+    spec = str(spec)
+    path = Path(spec)
+    if path.is_dir() and (path / MANIFEST_NAME).is_file():
+        return _artifact_target(path, role, label, sizes)
+    if spec in PRESETS:
+        config = preset_config(spec)
+        return Target(label or f"{spec} (random weights)", role, spec, "pytorch", "fp32", None, None,
+                      config.max_position_embeddings, None, True, None, None, encoder_shape(config))
+    if not path.is_dir():
+        raise PocketbertError(f"'{spec}' is neither an artifact folder nor a checkpoint folder; pass the output of "
+                              f"`pocketbert export` or a Hugging Face checkpoint directory")
+    if not (path / "config.json").is_file():
+        raise PocketbertError(f"'{spec}' has no manifest.json and no config.json; pass an artifact or checkpoint folder")
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(spec)
+    weights = [p for p in sorted(path.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+    return Target(label or path.name, role, spec, "pytorch", "fp32", None, None, config.max_position_embeddings,
+                  None, False, sum(p.stat().st_size for p in weights) or None,
+                  (sum(gzip_size(p) for p in weights) or None) if sizes else None, encoder_shape(config))
+
+
+def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) -> Target:
+    manifest = read_manifest(folder)
+    from pocketbert.export.registry import get_format
+
+    get_format(manifest["format"])  # an unknown runtime fails here, in one line, before any measuring
+    artifact = folder / manifest["artifact"]
+    seq = manifest["sequence"]
+    source = manifest.get("source", {})
+    return Target(
+        label or f"{folder.name}", role, str(folder), manifest["format"], manifest["precision"],
+        manifest.get("backend"), None if seq["dynamic"] else tuple(seq["lengths"]), seq["max"],
+        manifest.get("parameters"), bool(source.get("random_weights")), _bytes(artifact), gzip_size(artifact) if sizes else None,
+        source_encoder_shape(source), manifest,
+    )
+
+
+def encoder_shape(config) -> dict:
+    """Layers, hidden and feed-forward width (transformers maps DistilBERT's n_layers/dim/hidden_dim here)."""
+    hidden = config.hidden_size
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None) or 4 * hidden
+    return {"layers": config.num_hidden_layers, "hidden": hidden, "intermediate": intermediate}
+
+
+def source_encoder_shape(source: dict) -> dict | None:
+    """The encoder shape of an artifact's source model, from its config when it is still around."""
+    checkpoint = source.get("checkpoint")
+    if source.get("preset") in PRESETS:
+        return encoder_shape(preset_config(source["preset"]))
+    if checkpoint and (Path(checkpoint) / "config.json").is_file():
+        from transformers import AutoConfig
+
+        return encoder_shape(AutoConfig.from_pretrained(checkpoint))
+    return None
+
+
+def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:
+    """Encoder FLOPs for one sequence: per layer 8nd² (Q,K,V,O) + 4ndi (FFN) + 4n²d (scores, weighted sum).
+
+    With the standard i = 4d this is the usual 24nd² + 4n²d; embeddings and the QA head are negligible.
+    """
+    if not encoder:
+        return None
+    n, d, i = seq_len, encoder["hidden"], encoder["intermediate"]
+    return encoder["layers"] * (8 * n * d * d + 4 * n * d * i + 4 * n * n * d)
+
+
+def _bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes after gzip level 6: of the file, or the sum over a directory artifact's files."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    total = 0
+    for file in files:
+        counter = _CountingSink()
+        with open(file, "rb") as source, gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=6, mtime=0) as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        total += counter.count
+    return total
+
+
+class _CountingSink:
+    """A write-only file object that only counts bytes: the compressed stream is never kept."""
+
+    def __init__(self):
+        self.count = 0
+
+    def write(self, data) -> int:
+        self.count += len(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def tokenizer_for(target: Target):
+    if target.path in PRESETS:
+        from pocketbert.modeling import embedded_teacher_dir
+
+        return load_tokenizer(embedded_teacher_dir())
+    return load_tokenizer(target.path)
+
+
+def load_runner(target: Target, threads: int | None = None):
+    """The target in its own runtime, as an export `Runner`. Raises NotRunnableHere where it cannot run."""
+    if target.format == "pytorch":
+        return pytorch_runner(target.path, threads)
+    from pocketbert.export.registry import get_format
+
+    exporter = get_format(target.format)
+    return exporter.load(Path(target.path) / target.manifest["artifact"], target.manifest, threads)
+
+
+def pytorch_runner(checkpoint: str, threads: int | None = None):
+    import torch
+
+    from pocketbert.export.base import Runner
+    from pocketbert.export.task import exportable_qa
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_qa_model(checkpoint)
+    module = exportable_qa(loaded.model)
+
+    def predict(feed: dict[str, np.ndarray]):
+        with torch.inference_mode():
+            start, end = module(*(torch.from_numpy(feed[name]) for name in module.input_names))
+        return start.numpy(), end.numpy()
+
+    return Runner(predict, tuple(module.input_names), batch_one=False,
+                  info={"parameters": count_parameters(loaded.model), "threads": torch.get_num_threads()})

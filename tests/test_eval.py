@@ -1,0 +1,100 @@
+"""eval: an fp32 artifact scores exactly what its PyTorch source scores, through the shared QA code."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pocketbert.errors import PocketbertError
+from pocketbert.qa import QAExample
+
+SEQ = 64
+CONTEXTS = [
+    "The lighthouse on the northern cape was built in 1872 by the engineer Thomas Stevenson, and its lamp "
+    "could be seen from twenty miles out at sea.",
+    "Mount Kenya is the second highest mountain in Africa; its summit, Batian, rises to 5,199 metres above sea level.",
+]
+QUESTIONS = [("q1", 0, "Who built the lighthouse?"), ("q2", 0, "When was the lighthouse built?"),
+             ("q3", 1, "How high is Batian?"), ("q4", 1, "Which continent is Mount Kenya in?")]
+
+
+def _squad_file(path, answers: dict) -> str:
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": context, "qas": [{"id": qid, "question": question,
+                                      "answers": [{"text": answers[qid], "answer_start": context.find(answers[qid])}]}
+                                     for qid, index, question in QUESTIONS if index == c]}
+        for c, context in enumerate(CONTEXTS)]}]}
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_distilbert_qa, tmp_path_factory):
+    from pocketbert.export.api import export_model
+
+    folder = tmp_path_factory.mktemp("eval") / "onnx"
+    export_model(str(tiny_distilbert_qa), "onnx", folder, seq_lens=(SEQ,))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def squad_file(tiny_distilbert_qa, tmp_path_factory):
+    """Gold answers: what the tiny PyTorch model predicts for two questions, real spans for the others,
+    so both EM and F1 are between 0 and 100 and any drift between runtimes would show."""
+    from pocketbert.bench.evaluate import predict_answers
+    from pocketbert.bench.runtimes import pytorch_runner
+    from pocketbert.modeling import load_tokenizer
+
+    examples = [QAExample(qid, q, CONTEXTS[i]) for qid, i, q in QUESTIONS]
+    predicted = predict_answers(pytorch_runner(str(tiny_distilbert_qa)), load_tokenizer(tiny_distilbert_qa),
+                                examples, SEQ, 16)
+    answers = {"q1": predicted["q1"] or "Thomas Stevenson", "q2": "1872", "q3": predicted["q3"] or "5,199 metres",
+               "q4": "Africa"}
+    return _squad_file(tmp_path_factory.mktemp("squad") / "dev.json", answers)
+
+
+def test_fp32_artifact_scores_like_its_pytorch_source(tiny_onnx, squad_file, tmp_path):
+    from pocketbert.bench.evaluate import evaluate
+
+    report = evaluate([str(tiny_onnx)], squad_file, max_seq_len=SEQ, doc_stride=16, out=tmp_path)
+    entry = report["entries"][0]
+    assert entry["status"] == "ok" and entry["count"] == 4 and entry["seq_len"] == SEQ
+    assert 0 < entry["f1"] <= 100
+    assert entry["exact_match"] == entry["reference"]["exact_match"]
+    assert entry["f1"] == entry["reference"]["f1"]
+    assert entry["f1_retained"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "eval.json").read_text())["entries"][0]["f1"] == entry["f1"]
+    assert "| EM |" in (tmp_path / "eval.md").read_text()
+
+
+def test_eval_joins_a_bench_report(tiny_onnx, squad_file, tmp_path):
+    from pocketbert.bench.evaluate import evaluate
+    from pocketbert.bench.report import write_report
+    from pocketbert.bench.results import load_results, new_results, save_results
+
+    save_results(tmp_path / "results.json", new_results({"seq_lens": [SEQ]}, []))
+    write_report(load_results(tmp_path), tmp_path)
+    evaluate([str(tiny_onnx)], squad_file, max_seq_len=SEQ, doc_stride=16, out=tmp_path)
+    assert len(load_results(tmp_path)["eval"]) == 1
+    assert "## Accuracy (SQuAD v1.1)" in (tmp_path / "report.md").read_text()
+
+
+def test_int8_rule_flags_artifacts_below_93_percent():
+    from pocketbert.bench.evaluate import judge
+
+    base = {"precision": "int8", "reference": {"f1": 80.0}}
+    assert judge({**base, "f1": 70.0})["verdict"].startswith("FAILS")
+    assert judge({**base, "f1": 76.0})["verdict"].startswith("passes, below")
+    assert judge({**base, "f1": 79.5})["verdict"] == "passes"
+
+
+def test_fixed_length_artifact_refuses_a_length_it_cannot_run(tiny_onnx, squad_file):
+    from pocketbert.bench.evaluate import window_length
+    from pocketbert.bench.runtimes import open_target
+
+    target = open_target(tiny_onnx, sizes=False)
+    target.lengths = (SEQ,)
+    assert window_length(target, 384) == SEQ
+    target.lengths = (128,)
+    with pytest.raises(PocketbertError, match="--max-seq-len"):
+        window_length(target, SEQ)
