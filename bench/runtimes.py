@@ -14,7 +14,7 @@ import numpy as np
 
 from pocketbert.errors import PocketbertError
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
-from pocketbert.modeling import PRESETS, count_parameters, load_qa_model, load_tokenizer, preset_config
+from pocketbert.modeling import PRESETS, count_parameters, encoder_shape, load_qa_model, load_tokenizer, preset_config
 
 RUNTIMES = {"pytorch": "pytorch-eager", "onnx": "onnxruntime", "executorch": "executorch", "tflite": "litert",
             "coreml": "coreml"}
@@ -92,27 +92,8 @@ def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) ->
         label or f"{folder.name}", role, str(folder), manifest["format"], manifest["precision"],
         manifest.get("backend"), None if seq["dynamic"] else tuple(seq["lengths"]), seq["max"],
         manifest.get("parameters"), bool(source.get("random_weights")), _bytes(artifact), gzip_size(artifact) if sizes else None,
-        source_encoder_shape(source), manifest,
+        source.get("encoder"), manifest,
     )
-
-
-def encoder_shape(config) -> dict:
-    """Layers, hidden and feed-forward width (transformers maps DistilBERT's n_layers/dim/hidden_dim here)."""
-    hidden = config.hidden_size
-    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None) or 4 * hidden
-    return {"layers": config.num_hidden_layers, "hidden": hidden, "intermediate": intermediate}
-
-
-def source_encoder_shape(source: dict) -> dict | None:
-    """The encoder shape of an artifact's source model, from its config when it is still around."""
-    checkpoint = source.get("checkpoint")
-    if source.get("preset") in PRESETS:
-        return encoder_shape(preset_config(source["preset"]))
-    if checkpoint and (Path(checkpoint) / "config.json").is_file():
-        from transformers import AutoConfig
-
-        return encoder_shape(AutoConfig.from_pretrained(checkpoint))
-    return None
 
 
 def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:

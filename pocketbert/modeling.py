@@ -125,6 +125,15 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def encoder_shape(config) -> dict:
+    """Layers, hidden and feed-forward width: what encoder FLOPs depend on (transformers maps DistilBERT's
+    n_layers/dim here; its hidden_dim is the feed-forward width)."""
+    hidden = config.hidden_size
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None) or 4 * hidden
+    return {"layers": config.num_hidden_layers, "hidden": hidden, "intermediate": intermediate,
+            "heads": config.num_attention_heads}
+
+
 def _source(spec: str, config, model, preset: str | None = None) -> dict:
     return {
         "checkpoint": spec,
@@ -134,6 +143,7 @@ def _source(spec: str, config, model, preset: str | None = None) -> dict:
         "model_type": config.model_type,
         "max_position_embeddings": config.max_position_embeddings,
         "parameters": count_parameters(model),
+        "encoder": encoder_shape(config),
     }
 
 

@@ -51,6 +51,9 @@ class OnnxExporter(Exporter):
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         ort = require_module("onnxruntime", "onnxruntime")
         settings = ort.SessionOptions()
+        # Idle worker threads otherwise spin after each call and steal the cores from whatever runs next
+        # (benchmarks interleave models on the same cores).
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             settings.intra_op_num_threads = threads
             settings.inter_op_num_threads = 1
