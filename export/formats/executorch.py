@@ -1,0 +1,244 @@
+"""ExecuTorch .pte: XNNPACK (fp32, int8) for every phone CPU, or the Core ML delegate (fp32, fp16) for Apple.
+
+Sequence lengths: `--dynamic` exports the range [min_seq_len, max_seq_len]; otherwise one --seq-len
+gives a static shape and several give the range [min, max] of them (one program serves every length
+in it). The manifest's "graph" entry records which ("sequence") and how well XNNPACK took the graph.
+
+XNNPACK delegation. The stock lowering of a transformers BERT leaves layer norm, the SDPA mask
+handling (where/any/logical_not/full_like), identity expands and every symbolic-size reshape on the
+portable CPU kernels, which splits DistilBERT into 27 delegate segments (57 with a dynamic length)
+and makes the .pte slower than eager PyTorch at length 384. Before export we therefore
+- run attention as batch-1 3-D bmm/softmax (registered with transformers' AttentionInterface),
+- write layer norm with delegable ops (mean as a GEMM with a 1/H vector, rsqrt, mul, add),
+and during lowering give reshapes one inferred (-1) dimension and drop identity expands, which
+XNNPACK's static reshape accepts. What stays outside: the embedding gathers, the int64 mask cast and
+the final logits split — XNNPACK does not implement them, and they are cheap.
+"""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
+from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.registry import register_format
+from pocketbert.export.task import QAModule
+
+BATCH_ONE_ATTENTION = "pocketbert_batch1_bmm"
+COREML_PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
+XNNPACK_PRECISIONS = ("fp32", "int8")
+DEFAULT_DEPLOYMENT_TARGET = "iOS17"
+BOOKKEEPING_OPS = {"getitem", "sym_size.int"}  # graph plumbing, not computation
+
+
+@register_format
+class ExecuTorchExporter(Exporter):
+    name = "executorch"
+    suffix = ".pte"
+    precisions = ("fp32", "fp16", "int8")  # fp16: Core ML backend only; int8: XNNPACK only
+    backends = ("xnnpack", "coreml")
+
+    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+        executorch_exir = require_module("executorch.exir", "executorch")
+        backend = options.backend or self.backends[0]
+        check_precision(backend, options.precision)
+        low, high = sequence_range(options)
+        facts = {"backend": backend, "sequence": {"static": low} if low == high else {"range": [low, high]}}
+
+        if backend == "xnnpack":
+            program_module, facts["rewrites"] = xnnpack_friendly_copy(module)
+            if options.precision == "int8":
+                from pocketbert.export.formats.executorch_quant import quantize_int8
+
+                facts["quantization"] = quantize_int8(program_module)
+            partitioners, passes = [xnnpack_partitioner()], [delegable_reshapes]
+        else:
+            program_module = module  # Core ML takes the whole stock graph in one segment
+            facts["deployment_target"] = options.deployment_target or DEFAULT_DEPLOYMENT_TARGET
+            partitioners, passes = [coreml_partitioner(options)], None
+
+        sample = tuple(torch.ones(1, high, dtype=torch.long) for _ in module.input_names)
+        dynamic_shapes = None
+        if low != high:
+            seq = torch.export.Dim("seq", min=low, max=high)
+            dynamic_shapes = {name: {1: seq} for name in module.input_names}
+        with torch.no_grad():
+            exported = torch.export.export(program_module, sample, dynamic_shapes=dynamic_shapes)
+        lowered = executorch_exir.to_edge_transform_and_lower(exported, transform_passes=passes,
+                                                              partitioner=partitioners)
+        facts.update(graph_facts(lowered.exported_program().graph_module))
+        program = lowered.to_executorch()
+        with open(path, "wb") as handle:
+            program.write_to_file(handle)
+        return facts
+
+    def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
+        runtime_module = require_module("executorch.runtime", "executorch")
+        runtime = runtime_module.Runtime.get()
+        if manifest.get("backend") == "coreml" and not runtime.backend_registry.is_available("CoreMLBackend"):
+            raise NotRunnableHere("the Core ML delegate runs only in ExecuTorch builds for iOS/macOS (this runtime has "
+                                  f"{', '.join(runtime.backend_registry.registered_backend_names)}); "
+                                  "run it with the mobile harness on an Apple device")
+        if threads:
+            # The XNNPACK threadpool is process-wide in the pybindings; there is no per-program setting.
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(threads)
+        method = runtime.load_program(Path(path)).load_method("forward")
+        names = tuple(i["name"] for i in manifest["inputs"])
+
+        def predict(feed: dict[str, np.ndarray]):
+            start, end = method.execute([torch.from_numpy(feed[name]) for name in names])
+            return start.numpy(), end.numpy()
+
+        sequence = manifest.get("graph", {}).get("sequence", {})
+        lengths = (sequence["static"],) if "static" in sequence else None
+        return Runner(predict, names, batch_one=True, lengths=lengths,
+                      info={"runtime": "executorch.runtime", "threads": threads or "runtime default",
+                            "backends": runtime.backend_registry.registered_backend_names})
+
+
+def check_precision(backend: str, precision: str) -> None:
+    allowed = XNNPACK_PRECISIONS if backend == "xnnpack" else tuple(COREML_PRECISIONS)
+    if precision not in allowed:
+        other = "coreml" if backend == "xnnpack" else "xnnpack"
+        raise PocketbertError(f"the executorch {backend} backend has no precision '{precision}'; "
+                              f"choose {' or '.join(allowed)}, or --backend {other}")
+
+
+def sequence_range(options: ExportOptions) -> tuple[int, int]:
+    """(low, high) lengths the program accepts; equal ends mean a static shape."""
+    if options.dynamic:
+        return options.min_seq_len, options.max_seq_len
+    return min(options.seq_lens), max(options.seq_lens)
+
+
+def xnnpack_friendly_copy(module: QAModule):
+    """A copy of `module` whose attention and layer norms lower entirely to XNNPACK (same outputs)."""
+    program_module = copy.deepcopy(module)
+    register_batch_one_attention()
+    program_module.model.set_attn_implementation(BATCH_ONE_ATTENTION)
+    layer_norms = 0
+    for parent in list(program_module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.LayerNorm):
+                setattr(parent, name, DelegableLayerNorm(child))
+                layer_norms += 1
+    return program_module, {"attention": "batch-1 3-D bmm + softmax", "layer_norms_decomposed": layer_norms}
+
+
+def register_batch_one_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(BATCH_ONE_ATTENTION, batch_one_attention)
+
+
+def batch_one_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for one sequence as [heads, seq, head_dim] bmm's.
+
+    transformers' 4-D matmul becomes expand + reshape-to-3-D with two symbolic dims, which XNNPACK
+    rejects; with batch 1 every reshape here has a single unknown dimension. Other batch sizes use
+    the eager implementation.
+    """
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    batch, heads, _, head_dim = query.shape
+    if batch != 1 or module.training:
+        return eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)
+    scaling = head_dim ** -0.5 if scaling is None else scaling
+    q, k, v = (t.reshape(heads, -1, head_dim) for t in (query, key, value))
+    scores = torch.bmm(q, k.transpose(1, 2)) * scaling
+    if attention_mask is not None:  # QAModule's [1, 1, 1, seq] additive mask
+        scores = scores + attention_mask.reshape(1, -1, attention_mask.shape[-1])
+    out = torch.bmm(torch.softmax(scores, dim=-1), v)
+    return out.reshape(1, heads, -1, head_dim).transpose(1, 2), None
+
+
+class DelegableLayerNorm(nn.Module):
+    """LayerNorm over the last axis from GEMM/sub/mul/rsqrt/add, all of which XNNPACK runs.
+
+    The mean is a matmul with a constant 1/H row: XNNPACK's own mean only takes 4-D inputs.
+    """
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        width = norm.normalized_shape[-1]
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+        self.register_buffer("averager", torch.full((1, width), 1.0 / width), persistent=False)
+
+    def forward(self, x):
+        centered = x - F.linear(x, self.averager)
+        variance = F.linear(centered * centered, self.averager)
+        return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
+def delegable_reshapes(graph_module):
+    """Edge pass: one inferred (-1) dim per symbolic reshape, identity expands removed (XNNPACK takes both)."""
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    changed = False
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function":
+            continue
+        name = str(node.target)
+        if "expand_copy" in name and node.meta["val"].shape == node.args[0].meta["val"].shape:
+            node.replace_all_uses_with(node.args[0])
+            graph_module.graph.erase_node(node)
+            changed = True
+        elif "view_copy" in name:
+            shape = [d if isinstance(d, int) else -1 for d in node.meta["val"].shape]
+            if shape.count(-1) == 1 and shape != list(node.args[1]):
+                node.args = (node.args[0], shape)
+                changed = True
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
+    return PassResult(graph_module, changed)
+
+
+def graph_facts(graph_module) -> dict:
+    """Delegate segments, the ops left on the portable CPU kernels (by name), and the total op count."""
+    outside = Counter(op_name(n) for n in graph_module.graph.nodes
+                      if n.op == "call_function" and op_name(n) not in BOOKKEEPING_OPS)
+    segments = outside.pop("executorch_call_delegate", 0)
+    delegated = 0
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.target.startswith("lowered_module"):
+            inner = getattr(graph_module, node.target).original_module.graph_module.graph
+            delegated += sum(1 for n in inner.nodes if n.op == "call_function" and op_name(n) not in BOOKKEEPING_OPS)
+    return {"delegate_segments": segments, "delegated_ops": delegated,
+            "non_delegated_ops": sum(outside.values()), "non_delegated_op_counts": dict(outside.most_common()),
+            "total_ops": delegated + sum(outside.values())}
+
+
+def op_name(node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    return name.removeprefix("aten.")
+
+
+def xnnpack_partitioner():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    return XnnpackPartitioner()
+
+
+def coreml_partitioner(options: ExportOptions):
+    coremltools = require_module("coremltools", "coremltools")
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+    target_name = options.deployment_target or DEFAULT_DEPLOYMENT_TARGET
+    target = getattr(coremltools.target, target_name, None)
+    if target is None:
+        raise PocketbertError(f"unknown Core ML deployment target '{target_name}'; use e.g. iOS17, iOS18 or macOS14")
+    specs = CoreMLBackend.generate_compile_specs(
+        minimum_deployment_target=target,
+        compute_precision=getattr(coremltools.precision, COREML_PRECISIONS[options.precision]),
+    )
+    return CoreMLPartitioner(compile_specs=specs)
