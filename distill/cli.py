@@ -1,0 +1,146 @@
+"""`pocketbert distill init|mlm|fit-mlm-head|qa` and `pocketbert finetune qa`."""
+from __future__ import annotations
+
+from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
+
+
+def register(sub) -> None:
+    distill = sub.add_parser("distill", help="build a DistilBERT student from a BERT teacher and distill it",
+                             description="DistilBERT: student init, MLM distillation, QA (task) distillation.")
+    steps = distill.add_subparsers(dest="step", metavar="STEP", required=True)
+
+    p = steps.add_parser("init", help="a DistilBERT student initialised from every other teacher layer")
+    p.add_argument("teacher", help="BERT checkpoint folder (BertModel, BertFor*, e.g. the embedded MiniLM)")
+    p.add_argument("--out", required=True, help="student checkpoint folder to write")
+    p.add_argument("--layers", type=int, help="student layers (default: half the teacher's)")
+    p.add_argument("--layer-map", help="teacher layers to copy, e.g. 0,2,4,7,9,11 (default: evenly spaced)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.set_defaults(func=run_init)
+
+    p = steps.add_parser("mlm", help="MLM distillation: a_ce*L_ce + a_mlm*L_mlm + a_cos*L_cos on raw text")
+    p.add_argument("--teacher", required=True, help="BERT checkpoint (with an MLM head for L_ce)")
+    p.add_argument("--student", required=True, help="student checkpoint from `distill init`")
+    p.add_argument("--text", required=True, help="UTF-8 text file, one paragraph per line")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-ce", type=float, default=5.0, help="weight of KL to the teacher's MLM distribution (0: off)")
+    p.add_argument("--alpha-mlm", type=float, default=2.0, help="weight of the masked-LM loss (0: off)")
+    p.add_argument("--alpha-cos", type=float, default=1.0, help="weight of the hidden-state cosine loss (0: off)")
+    _add_training_options(p, lr=5e-4, batch_size=16, epochs=1.0)
+    p.set_defaults(func=run_mlm)
+
+    p = steps.add_parser("fit-mlm-head", help="fit an MLM head on a frozen teacher that has none (enables L_ce)")
+    p.add_argument("--teacher", required=True, help="BERT checkpoint without an MLM head")
+    p.add_argument("--text", required=True, help="UTF-8 text file, one paragraph per line")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
+    _add_training_options(p, lr=1e-3, batch_size=16, epochs=1.0)
+    p.set_defaults(func=run_fit_mlm_head)
+
+    p = steps.add_parser("qa", help="QA distillation: a_ce*KL(start,end)*T^2 + a_task*CE(gold spans)")
+    p.add_argument("--teacher", required=True, help="QA checkpoint (e.g. from `pocketbert finetune qa`)")
+    p.add_argument("--student", required=True, help="student checkpoint (from `distill init` or `distill mlm`)")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-ce", type=float, default=0.5, help="weight of the KL to the teacher's start/end logits")
+    p.add_argument("--alpha-task", type=float, default=0.5, help="weight of the cross-entropy to the gold span")
+    _add_qa_options(p)
+    p.set_defaults(func=run_distill_qa)
+
+    finetune = sub.add_parser("finetune", help="train a model on a task without a teacher")
+    tasks = finetune.add_subparsers(dest="task", metavar="TASK", required=True)
+    p = tasks.add_parser("qa", help="extractive-QA fine-tuning (adds a fresh QA head where there is none)")
+    p.add_argument("model", help="checkpoint folder (BERT, DistilBERT, the embedded MiniLM, a `distill init` student)")
+    _add_qa_options(p)
+    p.set_defaults(func=run_finetune_qa)
+
+
+def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
+    p.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl, final model, run.json")
+    p.add_argument("--epochs", type=float, default=epochs, help=f"default {epochs}")
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"per device (default {batch_size})")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default 1)")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up as a fraction of all steps (default 0.1)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps, last 2 kept (default 500)")
+    p.add_argument("--logging-steps", type=int, default=10, help="metrics.jsonl record every N steps (default 10)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    p.add_argument("--force", action="store_true", help="delete OUT and start over")
+
+
+def _add_qa_options(p) -> None:
+    p.add_argument("--train", required=True, help="SQuAD v1.1 JSON (e.g. from `pocketbert data make-qa`)")
+    p.add_argument("--dev", required=True, help="SQuAD v1.1 JSON scored after training (EM/F1 in run.json)")
+    p.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"default {MAX_SEQ_LEN}")
+    p.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"default {DOC_STRIDE}")
+    p.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN, help=f"default {MAX_QUERY_LEN}")
+    p.add_argument("--max-train-examples", type=int, help="use only the first N training questions")
+    p.add_argument("--max-dev-examples", type=int, help="score only the first N dev questions")
+    _add_training_options(p, lr=5e-5, batch_size=16, epochs=2.0)
+
+
+def _train_config(args):
+    from pocketbert.distill.trainer import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
+                       seed=args.seed, save_steps=args.save_steps, max_steps=args.max_steps, warmup=args.warmup,
+                       logging_steps=args.logging_steps, resume=args.resume, force=args.force)
+
+
+def _print_run(run: dict, out) -> None:
+    if not run:
+        return
+    scores = run.get("final_dev")
+    if scores:
+        print(f"dev EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({scores['count']} questions)")
+    print(f"{run['global_step']} steps, train loss {run['train_loss']:.4f}; wrote {out} (run.json, metrics.jsonl)")
+
+
+def run_init(args) -> int:
+    from pocketbert.distill.student import init_student, parse_layer_map
+
+    summary = init_student(args.teacher, args.out, args.layers, parse_layer_map(args.layer_map), args.force)
+    print(f"student: teacher layers {summary['layer_map']} of {summary['teacher_layers']}; "
+          f"{summary['student_parameters']:,} encoder parameters vs the teacher's {summary['teacher_parameters']:,}; "
+          f"MLM head {'copied' if summary['mlm_head_copied'] else 'fresh (teacher has none)'}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_mlm(args) -> int:
+    from pocketbert.distill.mlm_train import distill_mlm
+
+    run = distill_mlm(args.teacher, args.student, args.text, args.out, _train_config(args), args.temperature,
+                      args.alpha_ce, args.alpha_mlm, args.alpha_cos, args.seq_len)
+    _print_run(run, args.out)
+    return 0
+
+
+def run_fit_mlm_head(args) -> int:
+    from pocketbert.distill.mlm_train import fit_mlm_head
+
+    _print_run(fit_mlm_head(args.teacher, args.text, args.out, _train_config(args), args.seq_len), args.out)
+    return 0
+
+
+def _qa_kwargs(args) -> dict:
+    return dict(max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, max_query_len=args.max_query_len,
+                max_train_examples=args.max_train_examples, max_dev_examples=args.max_dev_examples)
+
+
+def run_distill_qa(args) -> int:
+    from pocketbert.distill.qa_train import train_qa
+
+    run = train_qa(args.student, args.train, args.dev, args.out, _train_config(args), teacher_path=args.teacher,
+                   temperature=args.temperature, alpha_ce=args.alpha_ce, alpha_task=args.alpha_task, **_qa_kwargs(args))
+    _print_run(run, args.out)
+    return 0
+
+
+def run_finetune_qa(args) -> int:
+    from pocketbert.distill.qa_train import train_qa
+
+    # Without a teacher the gold-span cross-entropy is the whole loss.
+    run = train_qa(args.model, args.train, args.dev, args.out, _train_config(args), alpha_task=1.0, **_qa_kwargs(args))
+    _print_run(run, args.out)
+    return 0

@@ -1,0 +1,52 @@
+"""DistilBERT's loss terms (Sanh et al. 2019), each a small pure function on tensors.
+
+    L_mlm-distill = a_ce * L_ce + a_mlm * L_mlm + a_cos * L_cos
+    L_qa-distill  = a_ce * (KL_start + KL_end) / 2 * T^2 + a_task * (CE_start + CE_end) / 2
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(t/T) || softmax(s/T)) averaged over rows, times T^2 (Hinton: keeps gradients T-independent).
+
+    Both inputs are [rows, classes]; select the rows that count (real tokens) before calling.
+    """
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=-1)
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature ** 2
+
+
+def masked_lm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the masked positions only (labels are -100 elsewhere)."""
+    return F.cross_entropy(student_logits.reshape(-1, student_logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+
+
+def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                       attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(h_s, h_t) over real (attended) tokens: aligns the directions of the hidden states."""
+    keep = attention_mask.bool()
+    cos = F.cosine_similarity(student_hidden[keep], teacher_hidden[keep], dim=-1)
+    return (1.0 - cos).mean()
+
+
+def mlm_distillation_loss(terms: dict[str, torch.Tensor], alphas: dict[str, float]) -> torch.Tensor:
+    """L = a_ce * L_ce + a_mlm * L_mlm + a_cos * L_cos over the terms that were computed (alpha > 0)."""
+    return sum(alphas[name] * value for name, value in terms.items())
+
+
+def qa_distillation_loss(student_start: torch.Tensor, student_end: torch.Tensor,
+                         teacher_start: torch.Tensor | None, teacher_end: torch.Tensor | None,
+                         start_positions: torch.Tensor, end_positions: torch.Tensor,
+                         temperature: float, alpha_ce: float, alpha_task: float) -> tuple[torch.Tensor, dict]:
+    """a_ce * mean(KL_start, KL_end) * T^2 + a_task * mean(CE_start, CE_end); returns (loss, the terms)."""
+    terms = {}
+    if alpha_ce > 0:
+        terms["ce"] = (soft_target_kl(student_start, teacher_start, temperature)
+                       + soft_target_kl(student_end, teacher_end, temperature)) / 2
+    if alpha_task > 0:
+        terms["task"] = (F.cross_entropy(student_start, start_positions) + F.cross_entropy(student_end, end_positions)) / 2
+    loss = alpha_ce * terms.get("ce", 0.0) + alpha_task * terms.get("task", 0.0)
+    return loss, {name: float(value.detach()) for name, value in terms.items()}

@@ -1,0 +1,130 @@
+"""Build a DistilBERT student from a BERT-family teacher by copying every other layer.
+
+The student keeps the teacher's width (hidden, heads, FFN, vocabulary, positions, activation), has half
+its layers (or --layers N) and no token-type embeddings and no pooler. Copied: word and position
+embeddings, the embedding LayerNorm, the chosen layers, and the MLM head when the teacher has one.
+BERT always adds token-type embedding 0 to every token of a single-segment input, so that row is folded
+into the position embeddings: on single-segment text the student then starts as the teacher with the
+skipped layers removed. The student is saved as DistilBertForMaskedLM; its QA head is created fresh by
+`distill qa` / `finetune qa` (a QA head fitted on the teacher's last layer is not what the shallower
+student needs, and task distillation trains it in a few hundred steps).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pocketbert.errors import PocketbertError
+from pocketbert.fsutil import atomic_dir
+from pocketbert.modeling import count_parameters, load_tokenizer
+
+# BERT encoder-layer parameter name -> DistilBERT transformer-layer parameter name.
+LAYER_NAME_MAP = {
+    "attention.self.query": "attention.q_lin",
+    "attention.self.key": "attention.k_lin",
+    "attention.self.value": "attention.v_lin",
+    "attention.output.dense": "attention.out_lin",
+    "attention.output.LayerNorm": "sa_layer_norm",
+    "intermediate.dense": "ffn.lin1",
+    "output.dense": "ffn.lin2",
+    "output.LayerNorm": "output_layer_norm",
+}
+MLM_HEAD_NAME_MAP = {
+    "cls.predictions.transform.dense": "vocab_transform",
+    "cls.predictions.transform.LayerNorm": "vocab_layer_norm",
+}
+
+
+def default_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """Evenly spaced teacher layers; 12 -> 6 gives the paper's [0, 2, 4, 7, 9, 11], 6 -> 3 gives [0, 2, 5]."""
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    return [round(i * (teacher_layers - 1) / (student_layers - 1)) for i in range(student_layers)]
+
+
+def parse_layer_map(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise PocketbertError(f"--layer-map '{text}' is not a comma-separated list of layer numbers, e.g. 0,2,4,7,9,11") from None
+
+
+def load_teacher_for_init(teacher: str | Path):
+    """(BertForMaskedLM, has_mlm_head) from any BERT checkpoint: BertModel, BertFor*, MiniLM."""
+    from transformers import AutoConfig, BertForMaskedLM
+
+    path = Path(teacher)
+    if not (path / "config.json").is_file():
+        raise PocketbertError(f"teacher '{teacher}' is not a checkpoint directory with config.json; pass a BERT checkpoint folder")
+    config = AutoConfig.from_pretrained(str(path))
+    if config.model_type != "bert":
+        raise PocketbertError(f"teacher '{teacher}' is a '{config.model_type}' model; distill init needs a BERT teacher (model_type bert)")
+    model, info = BertForMaskedLM.from_pretrained(str(path), output_loading_info=True)
+    has_mlm_head = not any(key.startswith("cls.") for key in info.get("missing_keys", ()))
+    return model.eval(), has_mlm_head
+
+
+def build_student(teacher_model, has_mlm_head: bool, layer_map: list[int]):
+    """A DistilBertForMaskedLM initialised from `teacher_model` (a BertForMaskedLM)."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    tc = teacher_model.config
+    if any(i < 0 or i >= tc.num_hidden_layers for i in layer_map):
+        raise PocketbertError(f"layer map {layer_map} names layers outside the teacher's 0..{tc.num_hidden_layers - 1}")
+    if getattr(tc, "position_embedding_type", "absolute") != "absolute":
+        raise PocketbertError(f"teacher uses '{tc.position_embedding_type}' position embeddings; DistilBERT needs absolute ones")
+    config = DistilBertConfig(
+        vocab_size=tc.vocab_size, max_position_embeddings=tc.max_position_embeddings, sinusoidal_pos_embds=False,
+        n_layers=len(layer_map), n_heads=tc.num_attention_heads, dim=tc.hidden_size, hidden_dim=tc.intermediate_size,
+        dropout=tc.hidden_dropout_prob, attention_dropout=tc.attention_probs_dropout_prob, activation=tc.hidden_act,
+        initializer_range=tc.initializer_range, pad_token_id=tc.pad_token_id,
+    )
+    student = DistilBertForMaskedLM(config)
+    source = teacher_model.state_dict()
+    target = {}
+    emb = "bert.embeddings"
+    target["distilbert.embeddings.word_embeddings.weight"] = source[f"{emb}.word_embeddings.weight"]
+    target["distilbert.embeddings.position_embeddings.weight"] = (
+        source[f"{emb}.position_embeddings.weight"] + source[f"{emb}.token_type_embeddings.weight"][0])
+    for suffix in ("weight", "bias"):
+        target[f"distilbert.embeddings.LayerNorm.{suffix}"] = source[f"{emb}.LayerNorm.{suffix}"]
+    for student_index, teacher_index in enumerate(layer_map):
+        for bert_name, distil_name in LAYER_NAME_MAP.items():
+            for suffix in ("weight", "bias"):
+                target[f"distilbert.transformer.layer.{student_index}.{distil_name}.{suffix}"] = \
+                    source[f"bert.encoder.layer.{teacher_index}.{bert_name}.{suffix}"]
+    if has_mlm_head:
+        for bert_name, distil_name in MLM_HEAD_NAME_MAP.items():
+            for suffix in ("weight", "bias"):
+                target[f"{distil_name}.{suffix}"] = source[f"{bert_name}.{suffix}"]
+        target["vocab_projector.bias"] = source["cls.predictions.bias"]
+    missing = student.load_state_dict({k: v.clone() for k, v in target.items()}, strict=False).missing_keys
+    # vocab_projector.weight is tied to the word embeddings; anything else missing means a naming bug.
+    leftover = [k for k in missing if k != "vocab_projector.weight" and (has_mlm_head or not k.startswith("vocab_"))]
+    assert not leftover, leftover
+    student.tie_weights()
+    return student
+
+
+def init_student(teacher: str | Path, out: str | Path, layers: int | None = None,
+                 layer_map: list[int] | None = None, force: bool = False) -> dict:
+    """`pocketbert distill init`: write the student checkpoint + tokenizer; returns a summary."""
+    teacher_model, has_mlm_head = load_teacher_for_init(teacher)
+    teacher_layers = teacher_model.config.num_hidden_layers
+    if layer_map is None:
+        n = layers or max(1, teacher_layers // 2)
+        layer_map = default_layer_map(teacher_layers, n)
+    elif layers is not None and layers != len(layer_map):
+        raise PocketbertError(f"--layers {layers} disagrees with --layer-map of {len(layer_map)} layers; pass one of them")
+    tokenizer = load_tokenizer(teacher)
+    student = build_student(teacher_model, has_mlm_head, layer_map)
+    with atomic_dir(out, force=force) as tmp:
+        student.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    return {
+        "teacher": str(teacher), "teacher_layers": teacher_layers, "layer_map": layer_map,
+        "teacher_parameters": count_parameters(teacher_model.bert),
+        "student_parameters": count_parameters(student.distilbert),
+        "mlm_head_copied": has_mlm_head, "out": str(out),
+    }

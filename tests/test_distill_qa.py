@@ -1,0 +1,135 @@
+"""QA training: span labels, resume after an interruption, a tiny end-to-end distillation whose loss falls."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from pocketbert.cli import main
+from pocketbert.distill.qa_train import train_qa
+from pocketbert.distill.trainer import RUN_FILE, TrainConfig
+from pocketbert.errors import PocketbertError
+from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
+from pocketbert.qa import QAExample, load_squad, prepare_features
+
+TOWNS = ["Quentin", "Morvale", "Ashby", "Larkfield", "Dunmore", "Penwick", "Corran", "Elmsford"]
+LANDS = ["Zorbia", "Paltania", "Vestria", "Omberland", "Kelmora", "Duvania", "Sarnia", "Brevonia"]
+
+
+def write_tiny_squad(path, n=16):
+    paragraphs = []
+    for i in range(n):
+        town, land, year = TOWNS[i % 8], LANDS[(i * 3) % 8], 1800 + 7 * i
+        context = f"The capital of {land} is {town}. It was founded in {year} by river traders."
+        paragraphs.append({"context": context, "qas": [
+            {"id": f"q{i}a", "question": f"What is the capital of {land}?",
+             "answers": [{"text": town, "answer_start": context.index(town)}]},
+            {"id": f"q{i}b", "question": f"When was the capital of {land} founded?",
+             "answers": [{"text": str(year), "answer_start": context.index(str(year))}]},
+        ]})
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "towns", "paragraphs": paragraphs}]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def squad(tmp_path_factory):
+    return write_tiny_squad(tmp_path_factory.mktemp("squad") / "train.json")
+
+
+def test_span_labels_decode_to_the_answer():
+    tokenizer = load_tokenizer(embedded_teacher_dir())
+    context = "Marie Curie won the Nobel Prize in Physics in 1903, and in Chemistry in 1911."
+    examples = [QAExample("a", "When did Curie win the chemistry prize?", context,
+                          [{"text": "1911", "answer_start": context.index("1911")}]),
+                QAExample("b", "Who won the Nobel Prize?", context, [{"text": "Marie Curie", "answer_start": 0}]),
+                QAExample("c", "Which prize?", context, [{"text": "Nobel Prize in Physics", "answer_start": 20}])]
+    features = prepare_features(tokenizer, examples, max_seq_len=64, doc_stride=16, with_labels=True)
+    for f, example in enumerate(examples):
+        start, end = features["start_positions"][f], features["end_positions"][f]
+        ids = features["input_ids"][f][start:end + 1]
+        assert tokenizer.decode(ids) == example.answers[0]["text"].lower()
+        assert features["token_type_ids"][f][start] == 1
+
+
+def test_span_outside_a_window_points_at_cls():
+    tokenizer = load_tokenizer(embedded_teacher_dir())
+    context = " ".join(["filler"] * 60) + " the answer is Paris."
+    example = QAExample("a", "What is the answer?", context, [{"text": "Paris", "answer_start": context.index("Paris")}])
+    features = prepare_features(tokenizer, [example], max_seq_len=32, doc_stride=8, with_labels=True)
+    assert len(features["input_ids"]) > 2
+    labelled = features["start_positions"] > 0
+    assert labelled.any() and not labelled.all()
+    assert (features["end_positions"][~labelled] == 0).all()
+
+
+class _KillAtStep(TrainerCallback):
+    """Stands in for kill -9: the run dies mid-way without finishing or saving anything more."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+QA_SMALL = dict(max_seq_len=48, doc_stride=16, max_query_len=16)
+
+
+def _config(**overrides):
+    values = dict(max_steps=6, save_steps=2, batch_size=4, lr=1e-3, logging_steps=1, seed=7)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squad, tmp_path):
+    full = train_qa(tiny_distilbert_qa, squad, squad, tmp_path / "full", _config(), alpha_task=1.0, **QA_SMALL)
+    assert full["global_step"] == 6
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_qa(tiny_distilbert_qa, squad, squad, out, _config(callbacks=[_KillAtStep(4)]), alpha_task=1.0, **QA_SMALL)
+    assert not (out / RUN_FILE).exists() and not (out / "model.safetensors").exists()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    with pytest.raises(PocketbertError, match="--resume"):
+        train_qa(tiny_distilbert_qa, squad, squad, out, _config(), alpha_task=1.0, **QA_SMALL)
+
+    resumed = train_qa(tiny_distilbert_qa, squad, squad, out, _config(resume=True), alpha_task=1.0, **QA_SMALL)
+    assert resumed["global_step"] == full["global_step"] == 6
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    final_full, final_resumed = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for name, tensor in final_full.items():
+        assert torch.allclose(tensor, final_resumed[name], atol=1e-5), name
+    with pytest.raises(PocketbertError, match="finished run"):
+        train_qa(tiny_distilbert_qa, squad, squad, out, _config(), **QA_SMALL)
+
+
+def test_tiny_distillation_end_to_end_loss_falls(tiny_bert_qa, squad, tmp_path):
+    student = tmp_path / "student"
+    assert main(["distill", "init", str(tiny_bert_qa), "--out", str(student)]) == 0
+    out = tmp_path / "distilled"
+    assert main(["distill", "qa", "--teacher", str(tiny_bert_qa), "--student", str(student), "--train", str(squad),
+                 "--dev", str(squad), "--out", str(out), "--max-seq-len", "48", "--doc-stride", "16",
+                 "--max-query-len", "16", "--max-steps", "24", "--batch-size", "8", "--lr", "2e-3",
+                 "--logging-steps", "4", "--warmup", "0"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0]
+    assert all("loss_ce" in r and "loss_task" in r for r in records if "loss" in r)
+    run = json.loads((out / RUN_FILE).read_text())
+    assert run["loss_terms"]["ce (KL start/end, *T^2)"] == 0.5 and run["teacher"] == str(tiny_bert_qa)
+    assert 0 <= run["final_dev"]["f1"] <= 100 and run["final_dev"]["count"] == len(load_squad(squad))
+    assert run["tool_versions"]["torch"] and (out / "loss.png").is_file()
+    # The result is a normal checkpoint the rest of the pipeline loads (QA head present, no token types).
+    from pocketbert.modeling import load_qa_model
+    loaded = load_qa_model(out)
+    assert loaded.source["model_type"] == "distilbert"
+
+
+def test_finetune_qa_learns_the_tiny_task(tiny_distilbert_qa, squad, tmp_path):
+    run = train_qa(tiny_distilbert_qa, squad, squad, tmp_path / "ft", _config(max_steps=40, lr=3e-3, logging_steps=10),
+                   alpha_task=1.0, **QA_SMALL)
+    assert run["teacher"] is None and run["fresh_qa_head"] is False
+    assert run["final_dev"]["f1"] > 30
