@@ -27,7 +27,10 @@ def test_init_copies_mapped_layers_and_drops_token_types_and_pooler(tiny_bert_qa
     assert main(["distill", "init", str(tiny_bert_qa), "--out", str(out), "--layer-map", "1"]) == 0
     teacher = load_file(str(tiny_bert_qa / "model.safetensors"))
     student = load_file(str(out / "model.safetensors"))
-    assert not any("token_type" in k or "pooler" in k or k.startswith("qa_outputs") for k in student)
+    assert not any("token_type" in k or "pooler" in k for k in student)
+    # A QA teacher's head is copied: the student's last layer is the teacher's last.
+    for suffix in ("weight", "bias"):
+        assert torch.equal(student[f"qa_outputs.{suffix}"], teacher[f"qa_outputs.{suffix}"])
     for bert_name, distil_name in LAYER_NAME_MAP.items():
         for suffix in ("weight", "bias"):
             assert torch.equal(student[f"distilbert.transformer.layer.0.{distil_name}.{suffix}"],
@@ -37,11 +40,9 @@ def test_init_copies_mapped_layers_and_drops_token_types_and_pooler(tiny_bert_qa
     assert torch.equal(student["distilbert.embeddings.position_embeddings.weight"],
                        teacher["bert.embeddings.position_embeddings.weight"] + teacher["bert.embeddings.token_type_embeddings.weight"][0])
     assert torch.equal(student["distilbert.embeddings.LayerNorm.weight"], teacher["bert.embeddings.LayerNorm.weight"])
-    model = DistilBertForMaskedLM.from_pretrained(str(out))
-    assert model.config.n_layers == 1 and model.config.dim == 64
+    model = AutoModelForQuestionAnswering.from_pretrained(str(out))
+    assert model.config.model_type == "distilbert" and model.config.n_layers == 1 and model.config.dim == 64
     assert load_tokenizer(out).get_vocab() == load_tokenizer(tiny_bert_qa).get_vocab()
-    # A fresh QA head is added on top when it is trained (documented choice).
-    assert AutoModelForQuestionAnswering.from_pretrained(str(out)).config.model_type == "distilbert"
 
 
 def test_student_with_all_layers_reproduces_the_teacher_on_single_segment_text():
@@ -67,6 +68,8 @@ def test_bert_base_parameter_counts():
 def test_embedded_minilm_has_no_mlm_head_and_gets_three_layers(tmp_path):
     summary = init_student(embedded_teacher_dir(), tmp_path / "s")
     assert summary["layer_map"] == [0, 2, 5] and summary["mlm_head_copied"] is False
+    assert summary["qa_head_copied"] is False
+    assert DistilBertForMaskedLM.from_pretrained(str(tmp_path / "s")).config.n_layers == 3
 
 
 def test_bad_layer_map_is_one_line_error(tiny_bert_qa, tmp_path):
