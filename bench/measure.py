@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.results import RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results
+from pocketbert.bench.results import (RATIO_STATISTIC, RESULTS_NAME, load_results, make_record, merge_results,
+                                      new_results, save_results)
 from pocketbert.bench.runtimes import (Target, encoder_flops, load_runner, open_target, tokenizer_for)
 from pocketbert.bench.stats import latency_stats
 from pocketbert.errors import NotRunnableHere, PocketbertError
@@ -275,14 +276,14 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
             probe_facts = t.extra["probe"] if n == first_len[t.label] and mode == "model" else {}
             latency = latency_stats(samples[t.label], warmup)
             flops = encoder_flops(t.encoder, n)
-            efficiency = flops / (latency["mean"] / 1000) / (peak * 1e9) if flops and mode == "model" else None
+            efficiency = flops / (latency[RATIO_STATISTIC] / 1000) / (peak * 1e9) if flops and mode == "model" else None
             records.append(make_record(**record, **probe_facts, latency_ms=latency, flops=flops, efficiency=efficiency))
     progress.close()
 
     settings = {"warmup": warmup, "runs": runs, "threads": threads, "interleaved": True, "seq_lens": list(seq_lens),
                 "sweep": list(sweep), "modes": list(modes), "baseline": baseline, "export_baseline": export_baseline,
                 "peak_matmul_gflops": peak, "matmul_size": MATMUL_SIZE, "e2e_question": E2E_EXAMPLE.question,
-                "statistic_for_ratios": "mean"}
+                "statistic_for_ratios": RATIO_STATISTIC}
     results = new_results(settings, records)
     for extra in extras:
         results = merge_results(results, extra)

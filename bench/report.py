@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pocketbert.bench.results import baseline_ratios, reference_ratios
+from pocketbert.bench.results import RATIO_STATISTIC, baseline_ratios, reference_ratios
 from pocketbert.fsutil import atomic_write_text
 
 MB = 1e6
@@ -47,7 +47,8 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
         f"{_fmt(machine.get('memory_bytes'), 1, 1e9)} GB, {machine.get('os')}, Python {machine.get('python')}). "
         f"Warm-up {settings.get('warmup')} + {settings.get('runs')} runs, {settings.get('threads')} threads, models "
         f"interleaved A B A B; matmul peak {_fmt(settings.get('peak_matmul_gflops'))} GFLOP/s. Latencies in ms; "
-        "ratios use the mean. Timings on a shared machine are noisy: compare rows of the same run only.",
+        f"ratios and efficiency use the {settings.get('statistic_for_ratios', RATIO_STATISTIC).replace('_', ' ')} "
+        "(middle 80% of runs). Timings on a shared machine are noisy: compare rows of the same run only.",
     ]
 
     sized = {}
@@ -88,9 +89,9 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
         for r in ok:
             if r["mode"] == "model":
                 by_model.setdefault((r["model"], r["runtime"], r["precision"], _device(r)), {})[r["seq_len"]] = r
-        parts += ["## Sequence-length sweep (model only): mean ms / efficiency (share of matmul peak)",
+        parts += ["## Sequence-length sweep (model only): trimmed-mean ms / efficiency (share of matmul peak)",
                   _table(["model", "runtime", "precision", "device", *map(str, sweep_lens)],
-                         [[m, rt, p, d, *(f"{_fmt(row[n]['latency_ms']['mean'], 2)} / "
+                         [[m, rt, p, d, *(f"{_fmt(row[n]['latency_ms'][RATIO_STATISTIC], 2)} / "
                                           f"{_fmt(row[n]['efficiency'] and 100 * row[n]['efficiency'], 0)}%"
                                           if n in row else "-" for n in sweep_lens)]
                           for (m, rt, p, d), row in by_model.items()])]
@@ -158,10 +159,11 @@ def write_plots(results: dict, out: Path) -> list[str]:
     if main:
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(main) + 1.5))
         labels = [f"{r['model']} [{r['runtime']}/{r['precision']}]" for r in main]
-        ax.barh(labels, [r["latency_ms"]["mean"] for r in main],
-                xerr=[[0] * len(main), [r["latency_ms"]["p90"] - r["latency_ms"]["mean"] for r in main]],
+        # Median bar with a p90 whisker: the mean can sit above p90 when a few runs stall, p50 cannot.
+        ax.barh(labels, [r["latency_ms"]["p50"] for r in main],
+                xerr=[[0] * len(main), [r["latency_ms"]["p90"] - r["latency_ms"]["p50"] for r in main]],
                 color=["tab:gray" if r["role"] == "baseline" else "tab:blue" for r in main])
-        ax.set_xlabel(f"mean latency, ms (whisker: p90), seq {main_lens[0]}, model only")
+        ax.set_xlabel(f"median latency, ms (whisker: p90), seq {main_lens[0]}, model only")
         ax.set_title("Latency: candidates (blue) vs baseline (grey)")
         written.append(_save(fig, out / "latency.png"))
     sized = {}
@@ -186,10 +188,10 @@ def write_plots(results: dict, out: Path) -> list[str]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
         for name, rows in curves.items():
             rows.sort(key=lambda r: r["seq_len"])
-            left.plot([r["seq_len"] for r in rows], [r["latency_ms"]["mean"] for r in rows], marker="o", label=name)
+            left.plot([r["seq_len"] for r in rows], [r["latency_ms"][RATIO_STATISTIC] for r in rows], marker="o", label=name)
             if all(r["efficiency"] for r in rows):
                 right.plot([r["seq_len"] for r in rows], [100 * r["efficiency"] for r in rows], marker="o", label=name)
-        left.set(xlabel="sequence length", ylabel="mean latency, ms", title="Sequence sweep")
+        left.set(xlabel="sequence length", ylabel="trimmed-mean latency, ms", title="Sequence sweep")
         right.set(xlabel="sequence length", ylabel="% of measured matmul peak", title="Efficiency")
         left.legend(fontsize=7)
         written.append(_save(fig, out / "sweep.png"))

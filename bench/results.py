@@ -16,6 +16,9 @@ from pocketbert.manifest import tool_versions
 
 RESULTS_SCHEMA = "pocketbert.results/1"
 RESULTS_NAME = "results.json"
+# Ratios and efficiency use the mean of the middle 80% of runs (as ExecuTorch's benchmark apps report):
+# a few stalled runs on a shared CPU move the plain mean, not this.
+RATIO_STATISTIC = "trimmed_mean"
 STATUSES = ("ok", "not_measurable", "failed")
 ROLES = ("candidate", "baseline")
 MODES = ("model", "e2e")
@@ -129,13 +132,15 @@ def _device_key(record: dict) -> tuple:
     return device.get("target"), device.get("model"), device.get("soc")
 
 
-def latency_of(record: dict, statistic: str = "mean") -> float | None:
+def latency_of(record: dict, statistic: str = RATIO_STATISTIC) -> float | None:
     latency = record.get("latency_ms") or {}
     return latency.get(statistic)
 
 
-def comparison(candidate: dict, baseline: dict, statistic: str = "mean") -> dict:
+def comparison(candidate: dict, baseline: dict, statistic: str = RATIO_STATISTIC) -> dict:
     """Size and speed ratios of a candidate against a baseline, with the paper's wording."""
+    if latency_of(candidate, statistic) is None or latency_of(baseline, statistic) is None:
+        statistic = "mean"  # some device tools report only an average (TFLite's benchmark_model)
     size = speed = None
     if candidate.get("file_bytes") and baseline.get("file_bytes"):
         size = baseline["file_bytes"] / candidate["file_bytes"]
@@ -153,7 +158,7 @@ def comparison(candidate: dict, baseline: dict, statistic: str = "mean") -> dict
             "size_ratio": size, "speedup": speed, "words": ", ".join(words) or "not comparable"}
 
 
-def baseline_ratios(records: list[dict], statistic: str = "mean") -> list[dict]:
+def baseline_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
     """Each measured candidate against the baseline measured on the same device, runtime and precision."""
     baselines = {}
     for r in records:
@@ -169,7 +174,7 @@ def baseline_ratios(records: list[dict], statistic: str = "mean") -> list[dict]:
     return out
 
 
-def reference_ratios(records: list[dict], statistic: str = "mean") -> list[dict]:
+def reference_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
     """Each measured candidate against the baseline's fp32 PyTorch eager row on this host (the 6x goal)."""
     references = {}
     for r in records:

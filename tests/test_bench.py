@@ -34,7 +34,7 @@ def test_latency_stats_refuses_empty():
 
 def _row(model, role, runtime, ms, size, precision="fp32", device=None, fmt="onnx"):
     return dict(model=model, role=role, format=fmt, runtime=runtime, precision=precision, seq_len=384, mode="model",
-                threads=2, device=device, file_bytes=size, latency_ms={"mean": ms, "p90": ms})
+                threads=2, device=device, file_bytes=size, latency_ms={"mean": ms, "p90": ms, "trimmed_mean": ms})
 
 
 def test_make_record_fills_defaults_and_refuses_unknown_fields():
@@ -60,6 +60,10 @@ def test_ratios_use_the_baseline_of_the_same_runtime_precision_and_device():
     assert reference["distil8"]["speedup"] == pytest.approx(10.0)
     assert reference["distil8"]["size_ratio"] == pytest.approx(20.0)
     assert set(reference) == {"distil", "distil8"}  # the phone row has no host eager reference
+    assert {c["statistic"] for c in same} == {"trimmed_mean"}
+    # benchmark_model reports only an average: such rows compare by their means
+    only_mean = [make_record(**{**r, "latency_ms": {"mean": r["latency_ms"]["mean"]}}) for r in records[2:4]]
+    assert [(c["statistic"], c["words"]) for c in baseline_ratios(only_mean)] == [("mean", "40% smaller, 4.0x faster")]
 
 
 def test_merge_adds_device_rows_and_replaces_repeats(tmp_path):
