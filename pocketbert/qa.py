@@ -58,6 +58,10 @@ def prepare_features(tokenizer, examples, max_seq_len=MAX_SEQ_LEN, doc_stride=DO
     """
     if not getattr(tokenizer, "is_fast", False):
         raise PocketbertError("a fast tokenizer is needed for answer offsets; save tokenizer.json with the model")
+    # Short windows: the question may take at most half, and the overlap must stay below the context room
+    # left beside the longest question ([CLS] q [SEP] c [SEP]), or the tokenizer cannot slide.
+    max_query_len = min(max_query_len, (max_seq_len - 3) // 2)
+    doc_stride = min(doc_stride, max_seq_len - 3 - max_query_len - 1)
     questions = []
     for ex in examples:
         ids = tokenizer(ex.question.strip(), add_special_tokens=False)["input_ids"][:max_query_len]

