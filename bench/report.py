@@ -117,7 +117,9 @@ def _goals(records, same, reference) -> str:
         verdict = "meets" if c["speedup"] >= GOAL_DISTIL_SPEEDUP else "misses"
         lines.append(f"- {c['candidate']} vs {c['baseline']}, {c['runtime']} fp32 seq 384: {c['speedup']:.2f}x faster "
                      f"({verdict} the {GOAL_DISTIL_SPEEDUP}x goal)")
-    int8 = [c for c in reference if c["precision"] == "int8" and c["mode"] == "model" and c["speedup"]]
+    # At the paper's length, like the other goals: shorter sequences flatter int8 more.
+    int8 = [c for c in reference if c["precision"] == "int8" and c["mode"] == "model" and c["seq_len"] == 384
+            and c["speedup"]]
     if int8:
         best = max(int8, key=lambda c: c["speedup"])
         fast, small = best["speedup"] >= GOAL_MOBILE_SPEEDUP, (best["size_ratio"] or 0) >= GOAL_MOBILE_SHRINK
@@ -163,7 +165,7 @@ def write_plots(results: dict, out: Path) -> list[str]:
         ax.barh(labels, [r["latency_ms"]["p50"] for r in main],
                 xerr=[[0] * len(main), [r["latency_ms"]["p90"] - r["latency_ms"]["p50"] for r in main]],
                 color=["tab:gray" if r["role"] == "baseline" else "tab:blue" for r in main])
-        ax.set_xlabel(f"median latency, ms (whisker: p90), seq {main_lens[0]}, model only")
+        ax.set_xlabel(f"median ms (whisker: p90), seq {main_lens[0]}, model only")
         ax.set_title("Latency: candidates (blue) vs baseline (grey)")
         written.append(_save(fig, out / "latency.png"))
     sized = {}
