@@ -18,10 +18,8 @@ def register(sub) -> None:
     p.set_defaults(func=run_init)
 
     p = steps.add_parser("mlm", help="MLM distillation: a_ce*L_ce + a_mlm*L_mlm + a_cos*L_cos on raw text")
-    p.add_argument("--teacher", required=True, help="BERT checkpoint (with an MLM head for L_ce)")
+    _add_text_options(p, teacher_help="BERT checkpoint (with an MLM head for L_ce)")
     p.add_argument("--student", required=True, help="student checkpoint from `distill init`")
-    p.add_argument("--text", required=True, help="UTF-8 text file, one paragraph per line")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha-ce", type=float, default=5.0, help="weight of KL to the teacher's MLM distribution (0: off)")
     p.add_argument("--alpha-mlm", type=float, default=2.0, help="weight of the masked-LM loss (0: off)")
@@ -30,9 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_mlm)
 
     p = steps.add_parser("fit-mlm-head", help="fit an MLM head on a frozen teacher that has none (enables L_ce)")
-    p.add_argument("--teacher", required=True, help="BERT checkpoint without an MLM head")
-    p.add_argument("--text", required=True, help="UTF-8 text file, one paragraph per line")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
+    _add_text_options(p, teacher_help="BERT checkpoint without an MLM head")
     _add_training_options(p, lr=1e-3, batch_size=16, epochs=1.0)
     p.set_defaults(func=run_fit_mlm_head)
 
@@ -51,6 +47,12 @@ def register(sub) -> None:
     p.add_argument("model", help="checkpoint folder (BERT, DistilBERT, the embedded MiniLM, a `distill init` student)")
     _add_qa_options(p)
     p.set_defaults(func=run_finetune_qa)
+
+
+def _add_text_options(p, teacher_help: str) -> None:
+    p.add_argument("--teacher", required=True, help=teacher_help)
+    p.add_argument("--text", required=True, help="UTF-8 text file, one paragraph per line")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
 
 
 def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
