@@ -68,6 +68,16 @@ def evaluate(models: list[str], data: str | Path, max_seq_len: int = MAX_SEQ_LEN
         raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints")
     examples = load_squad(data)
     entries, references = [], {}
+
+    def pytorch_score(checkpoint: str, seq_len: int, runner=None) -> dict:
+        """A checkpoint's PyTorch EM/F1, computed once whether it is a model to score or an artifact's reference."""
+        key = (checkpoint, seq_len)
+        if key not in references:
+            target = open_target(checkpoint, sizes=False)
+            references[key] = score(runner or load_runner(target), tokenizer_for(target), examples, seq_len,
+                                    doc_stride, f"eval {checkpoint} (PyTorch)")
+        return references[key]
+
     for spec in models:
         target = open_target(spec, sizes=False)
         seq_len = window_length(target, max_seq_len)
@@ -80,15 +90,13 @@ def evaluate(models: list[str], data: str | Path, max_seq_len: int = MAX_SEQ_LEN
             entries.append({**entry, "status": "not_measurable", "reason": str(reason), "exact_match": None,
                             "f1": None, "count": len(examples)})
             continue
-        entry.update(score(runner, tokenizer_for(target), examples, seq_len, doc_stride, f"eval {target.label}"))
-        checkpoint = reference_checkpoint(target)
-        if checkpoint is not None and target.format != "pytorch":
-            key = (checkpoint, seq_len)
-            if key not in references:
-                ref_target = open_target(checkpoint, sizes=False)
-                references[key] = score(load_runner(ref_target), tokenizer_for(ref_target), examples, seq_len,
-                                        doc_stride, f"eval {checkpoint} (PyTorch)")
-            entry["reference"] = {"checkpoint": checkpoint, **references[key]}
+        if target.format == "pytorch":
+            entry.update(pytorch_score(target.path, seq_len, runner))
+        else:
+            entry.update(score(runner, tokenizer_for(target), examples, seq_len, doc_stride, f"eval {target.label}"))
+            checkpoint = reference_checkpoint(target)
+            if checkpoint is not None:
+                entry["reference"] = {"checkpoint": checkpoint, **pytorch_score(checkpoint, seq_len)}
         entries.append(judge({**entry, "status": "ok", "reason": None}))
 
     report = {"schema": "pocketbert.eval/1",

@@ -91,7 +91,8 @@ def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) ->
     return Target(
         label or f"{folder.name}", role, str(folder), manifest["format"], manifest["precision"],
         manifest.get("backend"), None if seq["dynamic"] else tuple(seq["lengths"]), seq["max"],
-        manifest.get("parameters"), bool(source.get("random_weights")), _bytes(artifact), gzip_size(artifact) if sizes else None,
+        manifest.get("parameters"), bool(source.get("random_weights")), manifest["file_bytes"],
+        gzip_size(artifact) if sizes else None,
         source.get("encoder"), manifest,
     )
 
@@ -105,10 +106,6 @@ def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:
         return None
     n, d, i = seq_len, encoder["hidden"], encoder["intermediate"]
     return encoder["layers"] * (8 * n * d * d + 4 * n * d * i + 4 * n * n * d)
-
-
-def _bytes(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def gzip_size(path: Path) -> int:

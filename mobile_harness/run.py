@@ -8,7 +8,6 @@ already measured.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pocketbert.bench.runtimes import gzip_size
 from pocketbert.bench.results import RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results
 from pocketbert.bench.stats import latency_stats
 from pocketbert.errors import NotRunnableHere, PocketbertError
@@ -117,13 +117,6 @@ def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int,
 
 def bundle_bytes(bundle: Bundle) -> int:
     return sum(p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file())
-
-
-def gzip_size(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    with open(path, "rb") as handle:
-        return len(gzip.compress(handle.read(), compresslevel=6))
 
 
 def compare_outputs(outputs: list[np.ndarray], bundle: Bundle) -> dict:
