@@ -1,6 +1,8 @@
 """What every export format provides: export, load (to run), validate. One subclass per file in formats/."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,13 +59,34 @@ class Runner:
 
 
 class Exporter(ABC):
+    """One export format. Its ClassVars are the format's facts; bench and the device harness read them here."""
+
     name: ClassVar[str]
     suffix: ClassVar[str]  # artifact file name suffix, e.g. ".onnx"
     precisions: ClassVar[tuple[str, ...]]
+    runtime: ClassVar[str]  # the runtime that executes the artifact: "onnxruntime", "litert", "executorch", "coreml"
+    runtime_module: ClassVar[str]  # the Python module that runs it, e.g. "ai_edge_litert.interpreter"
+    runtime_package: ClassVar[str]  # the pip package that provides runtime_module
+    runtime_platforms: ClassVar[tuple[str, ...] | None] = None  # sys.platform values it predicts on; None: any
     backends: ClassVar[tuple[str, ...]] = ()  # first one is the default; empty: no --backend choice
     input_dtype: ClassVar[str] = "int64"  # what the artifact's integer inputs are inside the runtime
     batch_dynamic: ClassVar[bool] = False
     supports_dynamic_length: ClassVar[bool] = True
+
+    @classmethod
+    def why_not_runnable_here(cls, backend: str | None = None) -> str | None:
+        """None when this machine can run the format's artifacts in their own runtime, else the reason."""
+        if cls.runtime_platforms is not None and sys.platform not in cls.runtime_platforms:
+            return f"{cls.runtime} runs on {', '.join(cls.runtime_platforms)} only (this is {sys.platform})"
+        try:
+            found = importlib.util.find_spec(cls.runtime_module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        return None if found else f"the runtime package '{cls.runtime_package}' is not installed"
+
+    @classmethod
+    def runs_here(cls, backend: str | None = None) -> bool:
+        return cls.why_not_runnable_here(backend) is None
 
     @abstractmethod
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 
+from pocketbert.export.registry import format_names
+
+
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a QA checkpoint to ExecuTorch / Core ML / TFLite / ONNX, validated",
                        description="Export a BERT-family extractive-QA model and validate it in its own runtime.")
     p.add_argument("model", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
-    p.add_argument("--format", required=True, choices=["executorch", "coreml", "tflite", "onnx"])
+    p.add_argument("--format", required=True, choices=format_names())
     p.add_argument("--precision", default="fp32",
                    help="fp32, fp16, int8; Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",

@@ -27,8 +27,13 @@ def format_names() -> list[str]:
     return sorted(FORMATS)
 
 
-def get_format(name: str):
+def format_class(name: str) -> type:
+    """The Exporter subclass for a format name: its ClassVars (runtime, suffix, precisions, ...) are the facts."""
     _discover()
     if name not in FORMATS:
         raise PocketbertError(f"unknown export format '{name}'; choose one of {', '.join(sorted(FORMATS))}")
-    return FORMATS[name]()
+    return FORMATS[name]
+
+
+def get_format(name: str):
+    return format_class(name)()

@@ -101,6 +101,8 @@ def main_function(spec):
 class CoreMLExporter(Exporter):
     name = "coreml"
     suffix = ".mlpackage"
+    runtime, runtime_module, runtime_package = "coreml", "coremltools", "coremltools"
+    runtime_platforms = ("darwin",)  # MLModel.predict exists on macOS only
     precisions = ("fp32", "fp16", "int8", "palette4", "palette6")
     input_dtype = "int32"
 

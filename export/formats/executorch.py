@@ -17,6 +17,7 @@ the final logits split — XNNPACK does not implement them, and they are cheap.
 from __future__ import annotations
 
 import copy
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -41,8 +42,15 @@ BOOKKEEPING_OPS = {"getitem", "sym_size.int"}  # graph plumbing, not computation
 class ExecuTorchExporter(Exporter):
     name = "executorch"
     suffix = ".pte"
+    runtime, runtime_module, runtime_package = "executorch", "executorch.runtime", "executorch"
     precisions = ("fp32", "fp16", "int8")  # fp16: Core ML backend only; int8: XNNPACK only
     backends = ("xnnpack", "coreml")
+
+    @classmethod
+    def why_not_runnable_here(cls, backend: str | None = None) -> str | None:
+        if backend == "coreml" and sys.platform != "darwin":
+            return f"the Core ML delegate runs only in ExecuTorch builds for iOS/macOS (this is {sys.platform})"
+        return super().why_not_runnable_here(backend)
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
         executorch_exir = require_module("executorch.exir", "executorch")

@@ -17,6 +17,7 @@ OPSET = 20
 class OnnxExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
+    runtime, runtime_module, runtime_package = "onnxruntime", "onnxruntime", "onnxruntime"
     precisions = ("fp32", "int8")
     batch_dynamic = True
 

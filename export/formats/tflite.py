@@ -84,6 +84,7 @@ def operator_inventory(model: bytes) -> tuple[Counter, list[str]]:
 class TfliteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
+    runtime, runtime_module, runtime_package = "litert", "ai_edge_litert.interpreter", "ai-edge-litert"
     precisions = ("fp32", "fp16", "int8")
     input_dtype = "int32"
     supports_dynamic_length = False
