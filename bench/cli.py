@@ -1,7 +1,7 @@
 """`pocketbert bench MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
 
-from pocketbert.qa import DOC_STRIDE, MAX_SEQ_LEN
+from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
 
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
 
@@ -35,6 +35,8 @@ def register(sub) -> None:
     e.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
     e.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"window length (default {MAX_SEQ_LEN})")
     e.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"window overlap (default {DOC_STRIDE})")
+    e.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN,
+                   help=f"question tokens kept (default {MAX_QUERY_LEN})")
     e.add_argument("--out", help="folder for eval.json; a bench output folder gets the scores in its report")
     e.set_defaults(func=run_eval_cli)
 
@@ -64,8 +66,9 @@ def run_bench_cli(args) -> int:
 
 def run_eval_cli(args) -> int:
     from pocketbert.bench.evaluate import describe, evaluate
+    from pocketbert.qa import QAWindow
 
-    report = evaluate(args.models, args.data, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, out=args.out)
+    report = evaluate(args.models, args.data, QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len), out=args.out)
     for entry in report["entries"]:
         print(describe(entry))
     if args.out:

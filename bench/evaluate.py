@@ -6,6 +6,7 @@ fp32 artifact scores what its source model scores; quantisation shows up as the 
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +19,26 @@ from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.fsutil import atomic_write_text, write_json
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import PRESETS
-from pocketbert.qa import DOC_STRIDE, MAX_SEQ_LEN, decode_answers, load_squad, prepare_features, squad_scores
+from pocketbert.qa import QAWindow, decode_answers, load_squad, prepare_features, squad_scores
 
 EVAL_NAME = "eval.json"
 BATCH = 16
 
 
-def window_length(target: Target, max_seq_len: int) -> int:
-    """`max_seq_len` if the artifact runs it, else its longest fixed length below it."""
-    if target.supports(max_seq_len):
-        return max_seq_len
-    fitting = [n for n in (target.lengths or ()) if n <= max_seq_len]
+def fit_window(target: Target, window: QAWindow) -> QAWindow:
+    """`window`, clamped, at its own length if the artifact runs it, else at the artifact's longest length below it."""
+    if target.lengths is None:
+        return window.clamped(target.max_len)
+    fitting = [n for n in target.lengths if n <= window.max_seq_len]
     if not fitting:
-        raise PocketbertError(f"'{target.path}' runs lengths {list(target.lengths or [])} (max {target.max_len}); "
+        raise PocketbertError(f"'{target.path}' runs lengths {list(target.lengths)} (max {target.max_len}); "
                               f"pass --max-seq-len with one of them")
-    return max(fitting)
+    return replace(window, max_seq_len=max(fitting)).clamped()
 
 
-def predict_answers(runner, tokenizer, examples, seq_len: int, doc_stride: int, desc: str = "eval") -> dict:
-    """{example id: answer} from one runner: features padded to `seq_len`, run in batches, decoded alike."""
-    features = prepare_features(tokenizer, examples, max_seq_len=seq_len, doc_stride=min(doc_stride, seq_len // 2),
-                                max_query_len=min(64, seq_len // 3))
+def predict_answers(runner, tokenizer, examples, window: QAWindow, desc: str = "eval") -> dict:
+    """{example id: answer} from one runner: features padded to the window length, run in batches, decoded alike."""
+    features = prepare_features(tokenizer, examples, window)
     starts, ends = [], []
     for i in tqdm(range(0, len(features["input_ids"]), BATCH), desc=desc, unit="batch"):
         start, end = runner({name: features[name][i:i + BATCH] for name in runner.input_names})
@@ -47,8 +47,8 @@ def predict_answers(runner, tokenizer, examples, seq_len: int, doc_stride: int, 
     return decode_answers(examples, features, np.concatenate(starts), np.concatenate(ends))
 
 
-def score(runner, tokenizer, examples, seq_len: int, doc_stride: int, desc: str) -> dict:
-    return squad_scores(examples, predict_answers(runner, tokenizer, examples, seq_len, doc_stride, desc))
+def score(runner, tokenizer, examples, window: QAWindow, desc: str) -> dict:
+    return squad_scores(examples, predict_answers(runner, tokenizer, examples, window, desc))
 
 
 def reference_checkpoint(target: Target) -> str | None:
@@ -61,28 +61,26 @@ def reference_checkpoint(target: Target) -> str | None:
     return None
 
 
-def evaluate(models: list[str], data: str | Path, max_seq_len: int = MAX_SEQ_LEN, doc_stride: int = DOC_STRIDE,
-             out: str | Path | None = None) -> dict:
+def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(), out: str | Path | None = None) -> dict:
     """Score each model; write eval.json (and fold it into a bench run's report when `out` holds one)."""
     if not models:
         raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints")
     examples = load_squad(data)
     entries, references = [], {}
 
-    def pytorch_score(checkpoint: str, seq_len: int, runner=None) -> dict:
+    def pytorch_score(checkpoint: str, window: QAWindow, runner=None) -> dict:
         """A checkpoint's PyTorch EM/F1, computed once whether it is a model to score or an artifact's reference."""
-        key = (checkpoint, seq_len)
-        if key not in references:
+        if (checkpoint, window) not in references:
             target = open_target(checkpoint, sizes=False)
-            references[key] = score(runner or load_runner(target), tokenizer_for(target), examples, seq_len,
-                                    doc_stride, f"eval {checkpoint} (PyTorch)")
-        return references[key]
+            references[checkpoint, window] = score(runner or load_runner(target), tokenizer_for(target), examples,
+                                                   window, f"eval {checkpoint} (PyTorch)")
+        return references[checkpoint, window]
 
     for spec in models:
         target = open_target(spec, sizes=False)
-        seq_len = window_length(target, max_seq_len)
+        fitted = fit_window(target, window)
         entry = {"model": target.label, "artifact": target.path, "format": target.format, "runtime": target.runtime,
-                 "precision": target.precision, "seq_len": seq_len, "doc_stride": min(doc_stride, seq_len // 2),
+                 "precision": target.precision, "seq_len": fitted.max_seq_len, "doc_stride": fitted.doc_stride,
                  "data": str(data), "random_weights": target.random_weights}
         try:
             runner = load_runner(target)
@@ -91,12 +89,12 @@ def evaluate(models: list[str], data: str | Path, max_seq_len: int = MAX_SEQ_LEN
                             "f1": None, "count": len(examples)})
             continue
         if target.format == "pytorch":
-            entry.update(pytorch_score(target.path, seq_len, runner))
+            entry.update(pytorch_score(target.path, fitted, runner))
         else:
-            entry.update(score(runner, tokenizer_for(target), examples, seq_len, doc_stride, f"eval {target.label}"))
+            entry.update(score(runner, tokenizer_for(target), examples, fitted, f"eval {target.label}"))
             checkpoint = reference_checkpoint(target)
             if checkpoint is not None:
-                entry["reference"] = {"checkpoint": checkpoint, **pytorch_score(checkpoint, seq_len)}
+                entry["reference"] = {"checkpoint": checkpoint, **pytorch_score(checkpoint, fitted)}
         entries.append(judge({**entry, "status": "ok", "reason": None}))
 
     report = {"schema": "pocketbert.eval/1",

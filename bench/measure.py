@@ -30,7 +30,7 @@ from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.fsutil import atomic_dir
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS
-from pocketbert.qa import QAExample, decode_answers, prepare_features
+from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
 
 DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
@@ -65,8 +65,7 @@ def timed_call(runner, tokenizer, mode: str, length: int):
         return lambda: runner(inputs)
 
     def answer():
-        features = prepare_features(tokenizer, [E2E_EXAMPLE], max_seq_len=length, doc_stride=min(128, length // 4),
-                                    max_query_len=min(64, length // 3))
+        features = prepare_features(tokenizer, [E2E_EXAMPLE], QAWindow(length))
         start, end = runner({name: features[name] for name in runner.input_names})
         return decode_answers([E2E_EXAMPLE], features, start, end)
 

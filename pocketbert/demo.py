@@ -52,6 +52,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     from pocketbert.distill.trainer import TrainConfig
     from pocketbert.export.api import export_model
     from pocketbert.modeling import embedded_teacher_dir
+    from pocketbert.qa import QAWindow
 
     out = Path(out)
     if fresh and out.exists():
@@ -107,8 +108,8 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     # The checkpoints are scored here too, on the whole dev set, so every F1 in the report counts the same questions.
     checkpoints = [teacher, student, ablation]
     step("6. EM/F1 of every artifact in its runtime, and of the checkpoints in PyTorch", bench / "eval.json",
-         lambda: evaluate([str(m) for m in artifacts + checkpoints], dev, max_seq_len=s.max_seq_len,
-                          doc_stride=s.doc_stride, out=bench))
+         lambda: evaluate([str(m) for m in artifacts + checkpoints], dev, QAWindow(s.max_seq_len, s.doc_stride),
+                          out=bench))
 
     report = write_demo_report(out, artifacts, timings)
     print(f"[demo] report: {report}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,31 @@ DOC_STRIDE = 128
 MAX_QUERY_LEN = 64
 N_BEST = 20
 MAX_ANSWER_LEN = 30
+
+
+@dataclass(frozen=True)
+class QAWindow:
+    """How a question/context pair is cut into model windows: [CLS] question [SEP] context [SEP].
+
+    A long context slides over several windows of `max_seq_len` tokens that share `doc_stride` tokens; the
+    question keeps at most `max_query_len` tokens. Training, eval, bench and export validation all cut
+    through `clamped`, so a window that one stage accepts is the same window in every other.
+    """
+
+    max_seq_len: int = MAX_SEQ_LEN
+    doc_stride: int = DOC_STRIDE
+    max_query_len: int = MAX_QUERY_LEN
+
+    def clamped(self, max_positions: int | None = None) -> QAWindow:
+        """This window made valid: no longer than the model's position table (`max_positions`), the question
+        at most half of it, and the overlap below the context room left beside the longest question, or
+        the tokenizer cannot slide."""
+        length = min(self.max_seq_len, max_positions) if max_positions else self.max_seq_len
+        if length < 8:
+            raise PocketbertError(f"a QA window of {length} tokens cannot hold a question and context; use 8 or more")
+        query = min(self.max_query_len, (length - 3) // 2)
+        stride = min(self.doc_stride, length - 3 - query - 1)
+        return QAWindow(length, stride, query)
 
 
 @dataclass
@@ -48,20 +73,24 @@ def load_squad(path) -> list[QAExample]:
     return examples
 
 
-def prepare_features(tokenizer, examples, max_seq_len=MAX_SEQ_LEN, doc_stride=DOC_STRIDE,
-                     max_query_len=MAX_QUERY_LEN, with_labels=False, pad_to_max=True) -> dict:
-    """Tokenise question/context pairs into overlapping windows (the reference SQuAD recipe).
+def prepare_features(tokenizer, examples, window: QAWindow | int = QAWindow(), doc_stride: int | None = None,
+                     max_query_len: int | None = None, with_labels=False, pad_to_max=True,
+                     max_seq_len: int | None = None) -> dict:
+    """Tokenise question/context pairs into overlapping windows (the reference SQuAD recipe), cut by `window`.
 
     Returns numpy arrays input_ids / attention_mask / token_type_ids [n_features, L], plus
     `example_index` and `offsets` (character spans of context tokens, None elsewhere) for decoding,
     and start/end positions when `with_labels` (0, the [CLS] token, when the answer is outside the window).
+    The integers (max_seq_len, doc_stride, max_query_len) in place of a QAWindow are the older spelling,
+    kept until every caller passes a QAWindow.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise PocketbertError("a fast tokenizer is needed for answer offsets; save tokenizer.json with the model")
-    # Short windows: the question may take at most half, and the overlap must stay below the context room
-    # left beside the longest question ([CLS] q [SEP] c [SEP]), or the tokenizer cannot slide.
-    max_query_len = min(max_query_len, (max_seq_len - 3) // 2)
-    doc_stride = min(doc_stride, max_seq_len - 3 - max_query_len - 1)
+    if not isinstance(window, QAWindow):
+        window = QAWindow(max_seq_len=window)
+    given = {"max_seq_len": max_seq_len, "doc_stride": doc_stride, "max_query_len": max_query_len}
+    window = replace(window, **{name: value for name, value in given.items() if value is not None})
+    max_seq_len, doc_stride, max_query_len = astuple(window.clamped())
     questions = []
     for ex in examples:
         ids = tokenizer(ex.question.strip(), add_special_tokens=False)["input_ids"][:max_query_len]

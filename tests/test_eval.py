@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pocketbert.errors import PocketbertError
-from pocketbert.qa import QAExample
+from pocketbert.qa import QAExample, QAWindow
 
 SEQ = 64
 CONTEXTS = [
@@ -47,7 +47,7 @@ def squad_file(tiny_distilbert_qa, tmp_path_factory):
 
     examples = [QAExample(qid, q, CONTEXTS[i]) for qid, i, q in QUESTIONS]
     predicted = predict_answers(pytorch_runner(str(tiny_distilbert_qa)), load_tokenizer(tiny_distilbert_qa),
-                                examples, SEQ, 16)
+                                examples, QAWindow(SEQ, 16))
     answers = {"q1": predicted["q1"] or "Thomas Stevenson", "q2": "1872", "q3": predicted["q3"] or "5,199 metres",
                "q4": "Africa"}
     return _squad_file(tmp_path_factory.mktemp("squad") / "dev.json", answers)
@@ -56,7 +56,7 @@ def squad_file(tiny_distilbert_qa, tmp_path_factory):
 def test_fp32_artifact_scores_like_its_pytorch_source(tiny_onnx, squad_file, tmp_path):
     from pocketbert.bench.evaluate import evaluate
 
-    report = evaluate([str(tiny_onnx)], squad_file, max_seq_len=SEQ, doc_stride=16, out=tmp_path)
+    report = evaluate([str(tiny_onnx)], squad_file, QAWindow(SEQ, 16), out=tmp_path)
     entry = report["entries"][0]
     assert entry["status"] == "ok" and entry["count"] == 4 and entry["seq_len"] == SEQ
     assert 0 < entry["f1"] <= 100
@@ -74,7 +74,7 @@ def test_eval_joins_a_bench_report(tiny_onnx, squad_file, tmp_path):
 
     save_results(tmp_path / "results.json", new_results({"seq_lens": [SEQ]}, []))
     write_report(load_results(tmp_path), tmp_path)
-    evaluate([str(tiny_onnx)], squad_file, max_seq_len=SEQ, doc_stride=16, out=tmp_path)
+    evaluate([str(tiny_onnx)], squad_file, QAWindow(SEQ, 16), out=tmp_path)
     assert len(load_results(tmp_path)["eval"]) == 1
     assert "## Accuracy (SQuAD v1.1)" in (tmp_path / "report.md").read_text()
 
@@ -89,12 +89,21 @@ def test_int8_rule_flags_artifacts_below_93_percent():
 
 
 def test_fixed_length_artifact_refuses_a_length_it_cannot_run(tiny_onnx, squad_file):
-    from pocketbert.bench.evaluate import window_length
+    from pocketbert.bench.evaluate import fit_window
     from pocketbert.bench.runtimes import open_target
 
     target = open_target(tiny_onnx, sizes=False)
     target.lengths = (SEQ,)
-    assert window_length(target, 384) == SEQ
+    assert fit_window(target, QAWindow(384)).max_seq_len == SEQ
     target.lengths = (128,)
     with pytest.raises(PocketbertError, match="--max-seq-len"):
-        window_length(target, SEQ)
+        fit_window(target, QAWindow(SEQ))
+
+
+def test_qa_window_is_clamped_once_to_what_the_model_and_tokenizer_allow():
+    assert QAWindow().clamped() == QAWindow(384, 128, 64)
+    # A 32-token window: the question keeps at most (32 - 3) // 2 tokens, the overlap stays below what is left.
+    assert QAWindow(32, 128, 64).clamped() == QAWindow(32, 14, 14)
+    assert QAWindow(512).clamped(max_positions=128).max_seq_len == 128
+    with pytest.raises(PocketbertError, match="8 or more"):
+        QAWindow(4).clamped()
