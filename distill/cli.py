@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha-ce", type=float, default=0.5, help="weight of the KL to the teacher's start/end logits")
     p.add_argument("--alpha-task", type=float, default=0.5, help="weight of the cross-entropy to the gold span")
+    p.add_argument("--no-teacher-cache", action="store_true",
+                   help="run the teacher on every step (default: once per window, its logits reused every epoch)")
     _add_qa_options(p)
     p.set_defaults(func=run_distill_qa)
 
@@ -68,6 +70,9 @@ def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
     p.add_argument("--logging-steps", type=int, default=10, help="metrics.jsonl record every N steps (default 10)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
     p.add_argument("--force", action="store_true", help="delete OUT and start over")
+    p.add_argument("--pad-to-max", action="store_true",
+                   help="pad every window to the maximum length (default: each batch to its longest window, "
+                        "batches grouped by length; faster, same losses)")
 
 
 def _add_qa_options(p) -> None:
@@ -86,7 +91,8 @@ def _train_config(args):
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                        seed=args.seed, save_steps=args.save_steps, max_steps=args.max_steps, warmup=args.warmup,
-                       logging_steps=args.logging_steps, resume=args.resume, force=args.force)
+                       logging_steps=args.logging_steps, resume=args.resume, force=args.force,
+                       dynamic_padding=not args.pad_to_max, teacher_cache=not getattr(args, "no_teacher_cache", False))
 
 
 def _print_run(run: dict, out) -> None:
@@ -126,7 +132,9 @@ def run_fit_mlm_head(args) -> int:
 
 
 def _qa_kwargs(args) -> dict:
-    return dict(max_seq_len=args.max_seq_len, doc_stride=args.doc_stride, max_query_len=args.max_query_len,
+    from pocketbert.qa import QAWindow
+
+    return dict(window=QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len),
                 max_train_examples=args.max_train_examples, max_dev_examples=args.max_dev_examples)
 
 

@@ -8,8 +8,8 @@ import torch
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import load_tokenizer
 from pocketbert.distill.masking import DynamicMasker, count_tokens, token_mask_weights
-from pocketbert.distill.trainer import (MaskingCollator, MLMDistillationTrainer, build_trainer, prepare_run_dir,
-                                        train_and_save)
+from pocketbert.distill.trainer import (MaskingCollator, MLMDistillationTrainer, RunTrainer, build_trainer,
+                                        load_pretrained, prepare_run_dir, train_and_save)
 
 MLM_SEQ_LEN = 128
 FIT_HEAD_HINT = "pocketbert distill fit-mlm-head --teacher T --text FILE --out DIR"
@@ -31,31 +31,28 @@ class TextWindowDataset(torch.utils.data.Dataset):
         for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]:
             for begin in range(0, len(ids), body):
                 self.windows.append([tokenizer.cls_token_id, *ids[begin:begin + body], tokenizer.sep_token_id])
-        self.seq_len, self.pad_id = seq_len, tokenizer.pad_token_id
+        self.seq_len = seq_len
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, index: int) -> dict:
-        ids = self.windows[index]
-        pad = self.seq_len - len(ids)
-        return {"input_ids": torch.tensor(ids + [self.pad_id] * pad),
-                "attention_mask": torch.tensor([1] * len(ids) + [0] * pad)}
+        ids = self.windows[index]  # unpadded: the collator pads the batch
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(len(ids), dtype=torch.long)}
 
 
-def _masker(dataset: TextWindowDataset, tokenizer, smoothing: float) -> DynamicMasker:
+def _collator(dataset: TextWindowDataset, tokenizer, smoothing: float, config) -> MaskingCollator:
     counts = count_tokens(dataset.windows, len(tokenizer))
-    return DynamicMasker.for_tokenizer(tokenizer, token_mask_weights(counts, smoothing))
+    masker = DynamicMasker.for_tokenizer(tokenizer, token_mask_weights(counts, smoothing))
+    return MaskingCollator(masker, tokenizer.pad_token_id, None if config.dynamic_padding else dataset.seq_len)
 
 
 def _load_mlm_teacher(path):
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    if not (Path(path) / "config.json").is_file():
-        raise PocketbertError(f"teacher '{path}' is not a checkpoint directory with config.json; pass one")
-    if AutoConfig.from_pretrained(str(path)).model_type != "bert":
+    if load_pretrained(AutoConfig, path, "teacher").model_type != "bert":
         raise PocketbertError(f"teacher '{path}' is not a BERT checkpoint; MLM distillation expects a BERT teacher")
-    model, info = AutoModelForMaskedLM.from_pretrained(str(path), output_loading_info=True)
+    model, info = load_pretrained(AutoModelForMaskedLM, path, "teacher", output_loading_info=True)
     has_head = not any(key.startswith("cls.") for key in info.get("missing_keys", ()))
     return model.eval(), has_head
 
@@ -75,11 +72,11 @@ def distill_mlm(teacher_path, student_path, text_path, out, config, temperature=
     alphas = {"ce": alpha_ce, "mlm": alpha_mlm, "cos": alpha_cos}
     notes.insert(0, "loss terms: " + (", ".join(f"L_{n} x{a}" for n, a in alphas.items() if a > 0) or "none"))
     dataset = TextWindowDataset(text_path, tokenizer, seq_len)
-    out = prepare_run_dir(out, config)
     set_seed(config.seed)
-    student = AutoModelForMaskedLM.from_pretrained(str(student_path))
+    student = load_pretrained(AutoModelForMaskedLM, student_path, "student")
+    out = prepare_run_dir(out, config)
     trainer = build_trainer(MLMDistillationTrainer, student, dataset, out, config,
-                            collator=MaskingCollator(_masker(dataset, tokenizer, smoothing)),
+                            collator=_collator(dataset, tokenizer, smoothing, config),
                             teacher=teacher, temperature=temperature, alphas=alphas)
     run_info = {"command": "distill mlm", "teacher": str(teacher_path), "student": str(student_path),
                 "text": str(text_path), "windows": len(dataset), "seq_len": seq_len, "temperature": temperature,
@@ -95,19 +92,18 @@ def fit_mlm_head(teacher_path, text_path, out, config, seq_len=MLM_SEQ_LEN, smoo
     (dense + LayerNorm) and the output bias learn, so a few minutes of text are enough and the teacher's
     representations are untouched.
     """
-    from transformers import BertForMaskedLM, Trainer, set_seed
+    from transformers import BertForMaskedLM, set_seed
 
     tokenizer = load_tokenizer(teacher_path)
     _load_mlm_teacher(teacher_path)  # validates the checkpoint
     dataset = TextWindowDataset(text_path, tokenizer, seq_len)
-    out = prepare_run_dir(out, config)
     set_seed(config.seed)
-    model = BertForMaskedLM.from_pretrained(str(teacher_path))
+    model = load_pretrained(BertForMaskedLM, teacher_path, "teacher")
+    out = prepare_run_dir(out, config)
     for param in model.bert.parameters():
         param.requires_grad = False
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    trainer = build_trainer(Trainer, model, dataset, out, config,
-                            collator=MaskingCollator(_masker(dataset, tokenizer, smoothing)))
+    trainer = build_trainer(RunTrainer, model, dataset, out, config, collator=_collator(dataset, tokenizer, smoothing, config))
     run_info = {"command": "distill fit-mlm-head", "teacher": str(teacher_path), "text": str(text_path),
                 "windows": len(dataset), "seq_len": seq_len, "trainable_parameters": trainable,
                 "decoder": "tied to the frozen word embeddings", "loss_terms": {"mlm": 1.0},

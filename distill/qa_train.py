@@ -7,38 +7,62 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pocketbert.errors import PocketbertError
 from pocketbert.modeling import uses_token_type_ids
-from pocketbert.qa import (DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN, decode_answers, load_squad, prepare_features,
-                          squad_scores)
+from pocketbert.qa import QAWindow, decode_answers, prepare_features, squad_scores
+from pocketbert.distill.squad_checks import check_answers, load_v1_squad
 
-TENSOR_FIELDS = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
+WINDOW_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
+LABEL_FIELDS = ("start_positions", "end_positions")
 
 
 class QAFeatureDataset(torch.utils.data.Dataset):
-    """Training windows with gold start/end token positions ([CLS] when the answer is outside the window)."""
+    """Training windows cut to their real tokens, with gold start/end token positions ([CLS] when the answer
+    is outside the window) and the window's index (the key of the teacher-logit cache)."""
 
     def __init__(self, features: dict):
-        self.tensors = {name: torch.as_tensor(features[name]) for name in TENSOR_FIELDS if name in features}
+        lengths = features["attention_mask"].sum(axis=1)
+        self.windows = [{name: torch.as_tensor(features[name][i, :length]) for name in WINDOW_FIELDS}
+                        for i, length in enumerate(lengths)]
+        for i, window in enumerate(self.windows):
+            window.update({name: torch.tensor(int(features[name][i])) for name in LABEL_FIELDS})
+            window["window_index"] = torch.tensor(i)
 
     def __len__(self) -> int:
-        return len(self.tensors["input_ids"])
+        return len(self.windows)
 
     def __getitem__(self, index: int) -> dict:
-        return {name: values[index] for name, values in self.tensors.items()}
+        return self.windows[index]
 
 
-def load_training_features(path, tokenizer, max_seq_len: int, doc_stride: int, max_query_len: int,
-                           max_examples: int | None = None):
-    examples = load_squad(path)[:max_examples]
-    features = prepare_features(tokenizer, examples, max_seq_len, doc_stride, max_query_len, with_labels=True)
-    return examples, QAFeatureDataset(features)
+class QACollator:
+    """Right-pad windows to the batch's longest one (`pad_to`: to a fixed length instead)."""
+
+    def __init__(self, pad_id: int, pad_to: int | None = None):
+        self.pad_id, self.pad_to = pad_id, pad_to
+
+    def __call__(self, rows: list[dict]) -> dict:
+        from pocketbert.distill.trainer import pad_windows
+
+        batch = pad_windows(rows, WINDOW_FIELDS, self.pad_to, {"input_ids": self.pad_id})
+        for name in (*LABEL_FIELDS, "window_index"):
+            batch[name] = torch.stack([row[name] for row in rows])
+        return batch
+
+
+def load_training_features(path, tokenizer, window: QAWindow, max_examples: int | None = None):
+    """(checked examples, dataset, the answer check's report): answers that do not point at their text are
+    moved to it when the context holds it exactly once, otherwise the question is left out."""
+    examples, report = check_answers(load_v1_squad(path)[:max_examples], path)
+    features = prepare_features(tokenizer, examples, window, with_labels=True)
+    return examples, QAFeatureDataset(features), report
 
 
 @torch.no_grad()
 def predict_logits(model, features: dict, batch_size: int = 32, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     device = next(model.parameters()).device
-    names = ("input_ids", "attention_mask", "token_type_ids") if uses_token_type_ids(model) else ("input_ids", "attention_mask")
+    names = WINDOW_FIELDS if uses_token_type_ids(model) else WINDOW_FIELDS[:2]
     starts, ends = [], []
     n = len(features["input_ids"])
     for begin in tqdm(range(0, n, batch_size), desc=desc, leave=False):
@@ -49,10 +73,9 @@ def predict_logits(model, features: dict, batch_size: int = 32, desc: str = "pre
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def evaluate_qa(model, tokenizer, examples, max_seq_len: int, doc_stride: int, max_query_len: int,
-                batch_size: int = 32) -> dict:
+def evaluate_qa(model, tokenizer, examples, window: QAWindow, batch_size: int = 32) -> dict:
     """SQuAD v1.1 EM / F1 (percent) of `model` on `examples`."""
-    features = prepare_features(tokenizer, examples, max_seq_len, doc_stride, max_query_len)
+    features = prepare_features(tokenizer, examples, window)
     start_logits, end_logits = predict_logits(model, features, batch_size, desc="evaluate")
     predictions = decode_answers(examples, features, start_logits, end_logits)
     return squad_scores(examples, predictions)
@@ -62,53 +85,55 @@ def _load_trainable_qa_model(path, seed: int):
     """A *ForQuestionAnswering from any checkpoint; a fresh qa_outputs head where it has none (intended here)."""
     from transformers import AutoConfig, AutoModelForQuestionAnswering, set_seed
 
-    from pocketbert.errors import PocketbertError
+    from pocketbert.distill.trainer import load_pretrained
 
-    if not (Path(path) / "config.json").is_file():
-        raise PocketbertError(f"model '{path}' is not a checkpoint directory with config.json; pass one (e.g. from `pocketbert distill init`)")
     set_seed(seed)  # the fresh head's initialisation is part of the seeded run
-    config = AutoConfig.from_pretrained(str(path))
-    model, info = AutoModelForQuestionAnswering.from_pretrained(str(path), output_loading_info=True)
+    config = load_pretrained(AutoConfig, path, "model")
+    model, info = load_pretrained(AutoModelForQuestionAnswering, path, "model", output_loading_info=True)
     fresh_head = any(key.startswith("qa_outputs") for key in info.get("missing_keys", ()))
     return model, config.model_type, fresh_head
 
 
-def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, max_seq_len=MAX_SEQ_LEN,
-             doc_stride=DOC_STRIDE, max_query_len=MAX_QUERY_LEN, temperature=2.0, alpha_ce=0.5, alpha_task=0.5,
-             max_train_examples=None, max_dev_examples=None) -> dict:
+def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, window: QAWindow = QAWindow(),
+             temperature=2.0, alpha_ce=0.5, alpha_task=0.5, max_train_examples=None, max_dev_examples=None) -> dict:
     """`pocketbert finetune qa` (teacher_path None) and `pocketbert distill qa`: train, save, score on dev."""
     from pocketbert.distill.trainer import QATrainer, build_trainer, prepare_run_dir, train_and_save
-    from pocketbert.errors import PocketbertError
     from pocketbert.modeling import load_qa_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
-    train_examples, dataset = load_training_features(train_path, tokenizer, max_seq_len, doc_stride, max_query_len,
-                                                     max_train_examples)
-    dev_examples = load_squad(dev_path)[:max_dev_examples]
+    train_examples, dataset, data_check = load_training_features(train_path, tokenizer, window, max_train_examples)
+    dev_examples = load_v1_squad(dev_path)[:max_dev_examples]
     teacher = None
     if teacher_path is not None:
         teacher = load_qa_model(teacher_path).model
         if load_tokenizer(teacher_path).get_vocab() != tokenizer.get_vocab():
             raise PocketbertError(f"teacher '{teacher_path}' and student '{model_path}' use different vocabularies; "
                                   "build the student with `pocketbert distill init` from the teacher")
-    out = prepare_run_dir(out, config)
+    # Loaded before the run folder exists: a damaged checkpoint leaves nothing behind that blocks the rerun.
     model, model_type, fresh_head = _load_trainable_qa_model(model_path, config.seed)
+    out = prepare_run_dir(out, config)
     use_ce = teacher is not None and alpha_ce > 0
     loss_terms = {"ce (KL start/end, *T^2)": alpha_ce if use_ce else 0.0, "task (CE vs gold spans)": alpha_task}
     notes = ["loss terms: " + ", ".join(f"{name} x{alpha}" for name, alpha in loss_terms.items() if alpha > 0)]
+    if data_check["summary"]:
+        notes.append(f"training data '{train_path}': {data_check['summary']}")
     if fresh_head:
         notes.append(f"'{model_path}' has no QA head: a fresh qa_outputs layer is trained")
     if teacher is not None and uses_token_type_ids(teacher) and not uses_token_type_ids(model):
         notes.append("the teacher reads token_type_ids; the student does not")
-    trainer = build_trainer(QATrainer, model, dataset, out, config, teacher=teacher, temperature=temperature,
-                            alpha_ce=alpha_ce if use_ce else 0.0, alpha_task=alpha_task)
+    collator = QACollator(tokenizer.pad_token_id, None if config.dynamic_padding else window.clamped().max_seq_len)
+    trainer = build_trainer(QATrainer, model, dataset, out, config, collator=collator, teacher=teacher,
+                            temperature=temperature, alpha_ce=alpha_ce if use_ce else 0.0, alpha_task=alpha_task,
+                            cache_teacher=config.teacher_cache)
     run_info = {
         "command": "distill qa" if teacher is not None else "finetune qa",
         "model": str(model_path), "model_type": model_type, "teacher": str(teacher_path) if teacher_path else None,
         "train": str(train_path), "dev": str(dev_path),
         "train_examples": len(train_examples), "train_features": len(dataset), "dev_examples": len(dev_examples),
-        "features": {"max_seq_len": max_seq_len, "doc_stride": doc_stride, "max_query_len": max_query_len},
+        "training_data_check": {k: v for k, v in data_check.items() if k != "summary"},
+        "features": {"max_seq_len": window.max_seq_len, "doc_stride": window.doc_stride,
+                     "max_query_len": window.max_query_len},
         "temperature": temperature, "loss_terms": loss_terms, "fresh_qa_head": fresh_head, "notes": notes,
     }
     return train_and_save(trainer, out, config, tokenizer, run_info,
-                          evaluate=lambda m: evaluate_qa(m, tokenizer, dev_examples, max_seq_len, doc_stride, max_query_len))
+                          evaluate=lambda m: evaluate_qa(m, tokenizer, dev_examples, window))

@@ -55,13 +55,12 @@ def load_teacher_for_init(teacher: str | Path):
     """(BertForMaskedLM, has_mlm_head) from any BERT checkpoint: BertModel, BertFor*, MiniLM."""
     from transformers import AutoConfig, BertForMaskedLM
 
-    path = Path(teacher)
-    if not (path / "config.json").is_file():
-        raise PocketbertError(f"teacher '{teacher}' is not a checkpoint directory with config.json; pass a BERT checkpoint folder")
-    config = AutoConfig.from_pretrained(str(path))
+    from pocketbert.distill.trainer import load_pretrained
+
+    config = load_pretrained(AutoConfig, teacher, "teacher")
     if config.model_type != "bert":
         raise PocketbertError(f"teacher '{teacher}' is a '{config.model_type}' model; distill init needs a BERT teacher (model_type bert)")
-    model, info = BertForMaskedLM.from_pretrained(str(path), output_loading_info=True)
+    model, info = load_pretrained(BertForMaskedLM, teacher, "teacher", output_loading_info=True)
     has_mlm_head = not any(key.startswith("cls.") for key in info.get("missing_keys", ()))
     return model.eval(), has_mlm_head
 

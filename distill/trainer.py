@@ -6,7 +6,10 @@ the masking) and the run folder contract:
     DIR/metrics.jsonl              one JSON object per logging step
     DIR/model.safetensors, config.json, tokenizer files   the final model (moved in from a temp folder)
     DIR/loss.png                   the loss and each of its terms against the step
-    DIR/run.json                   written last: resolved config, loss terms, versions, dev EM/F1
+    DIR/run.json                   written last: resolved config, loss terms, throughput, versions, dev EM/F1
+
+Under `torchrun` / `accelerate launch` (CPU: gloo, GPU: nccl) every process trains on its own shard of the
+batches; only the main process prepares the folder, logs, saves and scores.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from pocketbert.errors import PocketbertError
-from pocketbert.fsutil import atomic_write_text, write_json
+from pocketbert.fsutil import atomic_write_text, read_json, write_json
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import uses_token_type_ids
 from pocketbert.distill.losses import (hidden_cosine_loss, masked_lm_loss, mlm_distillation_loss,
@@ -32,6 +35,8 @@ RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT = "loss.png"
 CHECKPOINTS = "checkpoints"
+# Start/end logit on padding: far below any real logit, yet finite so that 0 * log p stays 0 in the KL.
+PADDING_LOGIT = -1e4
 
 
 @dataclass
@@ -48,6 +53,11 @@ class TrainConfig:
     logging_steps: int = 10
     resume: bool = False
     force: bool = False
+    # Each batch padded to its longest window, batches drawn from windows of similar length; False pads every
+    # window to the maximum length (the slower original trainer, kept for the throughput benchmark).
+    dynamic_padding: bool = True
+    # QA distillation: the teacher's logits for a window computed once and reused in later epochs.
+    teacher_cache: bool = True
     callbacks: list = field(default_factory=list, repr=False)
 
 
@@ -63,18 +73,38 @@ class JsonlMetricsCallback(TrainerCallback):
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-class _LossTermsTrainer(Trainer):
-    """Adds the running mean of each loss term (loss_ce, loss_mlm, ...) to the Trainer's log records."""
+LOSS_TOTAL_FILE = "loss_total.json"
+
+
+class RunTrainer(Trainer):
+    """The Trainer plus what a run folder records: the running mean of each loss term (loss_ce, loss_mlm, ...)
+    in the log records, the windows trained (for windows/s), and the loss summed over every step so far, kept
+    in each checkpoint so that `train_loss` after --resume covers the whole run."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._term_sums = collections.defaultdict(float)
         self._term_counts = collections.defaultdict(int)
+        self.windows_trained = 0  # by this process, in this call of train()
+        self.loss_before_resume = {"step": 0, "loss_sum": 0.0}
 
     def _record(self, terms: dict):
         for name, value in terms.items():
             self._term_sums[name] += float(value)
             self._term_counts[name] += 1
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.windows_trained += len(inputs["input_ids"])
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def loss_sum_so_far(self) -> float:
+        return self.loss_before_resume["loss_sum"] + self._total_loss_scalar + float(self._tr_loss)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            write_json(folder / LOSS_TOTAL_FILE, {"step": self.state.global_step, "loss_sum": self.loss_sum_so_far()})
 
     def log(self, logs, start_time=None):
         if "loss" in logs:
@@ -85,35 +115,69 @@ class _LossTermsTrainer(Trainer):
         super().log(logs, start_time)
 
 
-class QATrainer(_LossTermsTrainer):
-    """QA fine-tuning (no teacher) or QA distillation (teacher logits computed on the fly, no grad)."""
+class QATrainer(RunTrainer):
+    """QA fine-tuning (no teacher) or QA distillation (teacher logits without grad, cached per window).
 
-    def __init__(self, *args, teacher=None, temperature=2.0, alpha_ce=0.5, alpha_task=0.5, **kwargs):
+    Start/end logits on padding are pushed to -1e4 for student and teacher alike, so the loss of a window
+    does not depend on how far its batch is padded (dynamic and fixed padding train the same model).
+    """
+
+    loss_is_scaled_for_ga = False  # a batch mean: the Trainer divides it by the accumulation steps
+
+    def __init__(self, *args, teacher=None, temperature=2.0, alpha_ce=0.5, alpha_task=0.5, cache_teacher=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
         self.temperature, self.alpha_ce, self.alpha_task = temperature, alpha_ce, alpha_task
+        # window index -> (start, end) teacher logits over the window's real tokens; the teacher is frozen
+        # and in eval mode, so a window's logits never change.
+        self.teacher_cache = {} if cache_teacher else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         start_positions, end_positions = inputs.pop("start_positions"), inputs.pop("end_positions")
+        window_index = inputs.pop("window_index")
         token_type_ids = inputs.pop("token_type_ids", None)
         student_inputs = dict(inputs, token_type_ids=token_type_ids) if uses_token_type_ids(_unwrap(model)) else inputs
         outputs = model(**student_inputs)
+        padding = ~inputs["attention_mask"].bool()
+        student_start, student_end = (logits.masked_fill(padding, PADDING_LOGIT) for logits in
+                                      (outputs.start_logits, outputs.end_logits))
         teacher_start = teacher_end = None
         if self.teacher is not None and self.alpha_ce > 0:
             teacher_inputs = dict(inputs, token_type_ids=token_type_ids) if uses_token_type_ids(self.teacher) else inputs
-            with torch.no_grad():
-                teacher_out = self.teacher(**teacher_inputs)
-            teacher_start, teacher_end = teacher_out.start_logits, teacher_out.end_logits
-        loss, terms = qa_distillation_loss(outputs.start_logits, outputs.end_logits, teacher_start, teacher_end,
+            teacher_start, teacher_end = self._teacher_logits(teacher_inputs, window_index)
+        loss, terms = qa_distillation_loss(student_start, student_end, teacher_start, teacher_end,
                                            start_positions, end_positions, self.temperature,
                                            self.alpha_ce if teacher_start is not None else 0.0, self.alpha_task)
         self._record(terms)
         return (loss, outputs) if return_outputs else loss
 
+    @torch.no_grad()
+    def _teacher_logits(self, inputs: dict, window_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[batch, length] start and end logits of the teacher, padding at PADDING_LOGIT."""
+        mask = inputs["attention_mask"].bool()
+        keys = window_index.tolist()
+        if self.teacher_cache is None or any(key not in self.teacher_cache for key in keys):
+            out = self.teacher(**inputs)
+            start, end = out.start_logits.float(), out.end_logits.float()
+            if self.teacher_cache is None:
+                return start.masked_fill(~mask, PADDING_LOGIT), end.masked_fill(~mask, PADDING_LOGIT)
+            for row, key in enumerate(keys):
+                real = mask[row]
+                self.teacher_cache[key] = (start[row][real].cpu(), end[row][real].cpu())
+        start = torch.full(mask.shape, PADDING_LOGIT, device=mask.device)
+        end = torch.full(mask.shape, PADDING_LOGIT, device=mask.device)
+        for row, key in enumerate(keys):
+            cached_start, cached_end = self.teacher_cache[key]
+            start[row, :len(cached_start)] = cached_start.to(mask.device)
+            end[row, :len(cached_end)] = cached_end.to(mask.device)
+        return start, end
 
-class MLMDistillationTrainer(_LossTermsTrainer):
+
+class MLMDistillationTrainer(RunTrainer):
     """L = a_ce * L_ce + a_mlm * L_mlm + a_cos * L_cos; batches arrive already masked by the collator."""
+
+    loss_is_scaled_for_ga = False  # a batch mean (the batch has labels, so the Trainer would otherwise assume not)
 
     def __init__(self, *args, teacher=None, temperature=2.0, alphas=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -145,26 +209,76 @@ class MLMDistillationTrainer(_LossTermsTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-class MaskingCollator:
-    """Stack token windows and mask them afresh every time a batch is drawn (dynamic masking)."""
+def pad_windows(rows: list[dict], names, pad_to: int | None = None, pad_values: dict | None = None) -> dict:
+    """Stack the 1-D tensors `names` of `rows`, right-padded to the longest row (or to `pad_to`)."""
+    length = pad_to or max(len(row["input_ids"]) for row in rows)
+    batch = {}
+    for name in names:
+        column = torch.full((len(rows), length), (pad_values or {}).get(name, 0), dtype=rows[0][name].dtype)
+        for i, row in enumerate(rows):
+            column[i, :len(row[name])] = row[name]
+        batch[name] = column
+    return batch
 
-    def __init__(self, masker):
-        self.masker = masker
+
+class MaskingCollator:
+    """Pad token windows into a batch and mask them afresh every time a batch is drawn (dynamic masking)."""
+
+    def __init__(self, masker, pad_id: int, pad_to: int | None = None):
+        self.masker, self.pad_id, self.pad_to = masker, pad_id, pad_to
 
     def __call__(self, rows: list[dict]) -> dict:
-        input_ids = torch.stack([row["input_ids"] for row in rows])
-        attention_mask = torch.stack([row["attention_mask"] for row in rows])
-        masked, labels = self.masker(input_ids, attention_mask)
-        return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
+        batch = pad_windows(rows, ("input_ids", "attention_mask"), self.pad_to, {"input_ids": self.pad_id})
+        masked, labels = self.masker(batch["input_ids"], batch["attention_mask"])
+        return {"input_ids": masked, "attention_mask": batch["attention_mask"], "labels": labels}
 
 
 def _unwrap(model):
     return getattr(model, "module", model)  # DDP wraps the model
 
 
+def load_pretrained(loader, path, what: str, **kwargs):
+    """`loader.from_pretrained(path)`, with a missing or damaged checkpoint as one line naming it."""
+    if not (Path(path) / "config.json").is_file():
+        raise PocketbertError(f"{what} '{path}' is not a checkpoint directory with config.json; pass one")
+    try:
+        return loader.from_pretrained(str(path), **kwargs)
+    except Exception as err:  # safetensors, json and transformers raise many types for damaged files
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise PocketbertError(f"{what} '{path}' is damaged and cannot be loaded ({first}); re-create it or pass an intact copy") from None
+
+
+def process_state():
+    """This process's place in the launch, initialising the process group under torchrun / accelerate launch.
+
+    On CPU the Trainer joins a launch only when told it runs on CPU (`use_cpu`), so both ask for the same.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def prepare_run_dir(out: str | Path, config: TrainConfig) -> Path:
-    """Refuse to clobber a finished run or silently restart an interrupted one."""
-    out = Path(out)
+    """Refuse to clobber a finished run or silently restart an interrupted one.
+
+    In a multi-process launch the main process alone checks and creates the folder (two processes doing it
+    race); every process then raises the same error, or none.
+    """
+    state = process_state()
+    verdict = [None]
+    if state.is_main_process:
+        try:
+            _check_and_create_run_dir(Path(out), config)
+        except PocketbertError as err:
+            verdict[0] = str(err)
+    if state.num_processes > 1:
+        torch.distributed.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        raise PocketbertError(verdict[0])
+    return Path(out)
+
+
+def _check_and_create_run_dir(out: Path, config: TrainConfig) -> None:
     if out.exists() and config.force and not config.resume:
         # --force deletes only what a training run wrote, never an unrelated folder passed by mistake.
         if any(out.iterdir()) and not any((out / name).exists() for name in (CHECKPOINTS, METRICS_FILE, RUN_FILE)):
@@ -174,10 +288,15 @@ def prepare_run_dir(out: str | Path, config: TrainConfig) -> Path:
         raise PocketbertError(f"'{out}' holds a finished run ({RUN_FILE} exists); pass --force to train again from scratch")
     if not config.resume and get_last_checkpoint_or_none(out) is not None:
         raise PocketbertError(f"'{out}' holds checkpoints of an interrupted run; pass --resume to continue it or --force to start over")
-    if out.exists() and not config.resume and any(out.iterdir()):
+    # A run that died before its first checkpoint left at most an empty checkpoints/: nothing to keep.
+    leftovers = [path for path in out.iterdir() if not _is_empty_dir(path)] if out.exists() else []
+    if leftovers and not config.resume:
         raise PocketbertError(f"output '{out}' already exists and is not empty; pass --force to overwrite it")
     (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-    return out
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.name == CHECKPOINTS and path.is_dir() and not any(path.iterdir())
 
 
 def get_last_checkpoint_or_none(out: Path):
@@ -189,6 +308,8 @@ def training_arguments(out: Path, config: TrainConfig) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
+        use_cpu=not cuda,  # without it a CPU process ignores torchrun and trains alone on all the data
+        train_sampling_strategy="group_by_length" if config.dynamic_padding else "random",
         output_dir=str(out / CHECKPOINTS), num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr, warmup_steps=config.warmup, weight_decay=config.weight_decay,
@@ -200,19 +321,27 @@ def training_arguments(out: Path, config: TrainConfig) -> TrainingArguments:
     )
 
 
-def train_and_save(trainer: Trainer, out: Path, config: TrainConfig, tokenizer, run_info: dict, evaluate=None) -> dict:
-    """Train (resuming if asked), save the final model atomically, evaluate, write run.json last."""
+def train_and_save(trainer: RunTrainer, out: Path, config: TrainConfig, tokenizer, run_info: dict, evaluate=None) -> dict:
+    """Train (resuming if asked), save the final model atomically, evaluate, write run.json last.
+
+    Only the main process of a launch writes and scores; the others return {} once training is done.
+    """
+    main_process = trainer.is_world_process_zero()
     last = get_last_checkpoint_or_none(out) if config.resume else None
-    if config.resume and last is None:
-        print(f"no checkpoint in {out / CHECKPOINTS}; starting from step 0")
-        _drop_metrics_after(out / METRICS_FILE, 0)
-    elif last:
-        print(f"resuming from {last}")
-        _drop_metrics_after(out / METRICS_FILE, int(Path(last).name.rsplit("-", 1)[1]))
-    for line in run_info.get("notes", ()):
-        print(line)
+    if last:
+        trainer.loss_before_resume = read_json(Path(last) / LOSS_TOTAL_FILE, "checkpoint loss total") \
+            if (Path(last) / LOSS_TOTAL_FILE).is_file() else {"step": 0, "loss_sum": 0.0}
+    if main_process:
+        if config.resume and last is None:
+            print(f"no checkpoint in {out / CHECKPOINTS}; starting from step 0")
+        elif last:
+            print(f"resuming from {last}")
+        _drop_metrics_after(out / METRICS_FILE, int(Path(last).name.rsplit("-", 1)[1]) if last else 0)
+        for line in run_info.get("notes", ()):
+            print(line)
     result = trainer.train(resume_from_checkpoint=last)
-    if not trainer.is_world_process_zero():
+    windows = _sum_over_processes(trainer.windows_trained, trainer.args.device)
+    if not main_process:
         return {}
     model = _unwrap(trainer.model)
     tmp = out / f".final-tmp-{os.getpid()}"
@@ -224,12 +353,19 @@ def train_and_save(trainer: Trainer, out: Path, config: TrainConfig, tokenizer, 
     tmp.rmdir()
     scores = evaluate(model) if evaluate else None
     plot_losses(out / METRICS_FILE, out / LOSS_PLOT, title=run_info.get("command", "training"))
+    step = trainer.state.global_step
+    steps_now = step - trainer.loss_before_resume["step"]
+    runtime = result.metrics.get("train_runtime")
     run = {
         **run_info,
         "train_config": {k: v for k, v in asdict(config).items() if k != "callbacks"},
-        "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "train_runtime_s": result.metrics.get("train_runtime"),
+        "global_step": step,
+        # The mean over every step of the run, also when part of it ran before a --resume.
+        "train_loss": (trainer.loss_before_resume["loss_sum"] + result.training_loss * steps_now) / max(step, 1),
+        "train_runtime_s": runtime,
+        "throughput": {"windows": windows, "windows_per_s": round(windows / runtime, 2) if runtime else None,
+                       "processes": trainer.args.world_size,
+                       "padding": "per batch, length-grouped" if config.dynamic_padding else "every window to the maximum"},
         "final_dev": scores,
         "device": str(trainer.args.device),
         "tool_versions": tool_versions(),
@@ -238,9 +374,19 @@ def train_and_save(trainer: Trainer, out: Path, config: TrainConfig, tokenizer, 
     return run
 
 
+def _sum_over_processes(count: int, device) -> int:
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return count
+    total = torch.tensor([count], device=device)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
 def _drop_metrics_after(metrics_path: Path, step: int) -> None:
     """The steps after the checkpoint are trained again: forget their old records."""
-    if metrics_path.is_file():
+    if step == 0:
+        metrics_path.unlink(missing_ok=True)
+    elif metrics_path.is_file():
         lines = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
         atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
 

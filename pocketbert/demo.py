@@ -76,7 +76,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     data, teacher, student_init = out / "data", out / "teacher", out / "student-init"
     student, ablation = out / "student-distilled", out / "student-no-teacher"
     train, dev = data / "train.json", data / "dev.json"
-    features = dict(max_seq_len=s.max_seq_len, doc_stride=s.doc_stride, max_train_examples=s.train_examples,
+    features = dict(window=QAWindow(s.max_seq_len, s.doc_stride), max_train_examples=s.train_examples,
                     max_dev_examples=s.dev_examples_in_training)
 
     step("1. QA data from shipped BBC news", data / "data.json",

@@ -11,7 +11,7 @@ from pocketbert.distill.qa_train import train_qa
 from pocketbert.distill.trainer import RUN_FILE, TrainConfig
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
-from pocketbert.qa import QAExample, load_squad, prepare_features
+from pocketbert.qa import QAExample, QAWindow, load_squad, prepare_features
 
 TOWNS = ["Quentin", "Morvale", "Ashby", "Larkfield", "Dunmore", "Penwick", "Corran", "Elmsford"]
 LANDS = ["Zorbia", "Paltania", "Vestria", "Omberland", "Kelmora", "Duvania", "Sarnia", "Brevonia"]
@@ -87,7 +87,7 @@ class _KillAtStep(TrainerCallback):
             raise RuntimeError("simulated kill")
 
 
-QA_SMALL = dict(max_seq_len=48, doc_stride=16, max_query_len=16)
+QA_SMALL = dict(window=QAWindow(max_seq_len=48, doc_stride=16, max_query_len=16))
 
 
 def _config(**overrides):
@@ -110,6 +110,7 @@ def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squa
 
     resumed = train_qa(tiny_distilbert_qa, squad, squad, out, _config(resume=True), alpha_task=1.0, **QA_SMALL)
     assert resumed["global_step"] == full["global_step"] == 6
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-4)  # the whole run, not its resumed part
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     final_full, final_resumed = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))
