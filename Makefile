@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned on every install line: an unpinned resolve pulls GBs of CUDA wheels.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo ablation clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/pocketbert demo
+
+# The DistilBERT paper's Table 4 in miniature (runs/ablation/ablation.md + .png); longer than the demo.
+ablation: setup
+	$(VENV)/bin/pocketbert distill ablation
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,4 +1,4 @@
-"""`pocketbert distill init|mlm|fit-mlm-head|qa` and `pocketbert finetune qa`."""
+"""`pocketbert distill init|mlm|fit-mlm-head|qa|throughput|ablation` and `pocketbert finetune qa`."""
 from __future__ import annotations
 
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
@@ -43,6 +43,24 @@ def register(sub) -> None:
     _add_qa_options(p)
     p.set_defaults(func=run_distill_qa)
 
+    p = steps.add_parser("throughput", help="windows/s of QA distillation: per-batch padding and the teacher cache "
+                                            "against the trainer without them (a benchmark)")
+    p.add_argument("--teacher", required=True, help="QA checkpoint")
+    p.add_argument("--student", required=True, help="student checkpoint")
+    _add_qa_training_options(p)
+    p.set_defaults(func=run_throughput)
+
+    p = steps.add_parser("ablation", help="the paper's Table 4 in miniature: triple loss vs without L_ce / L_cos / "
+                                          "L_mlm / random init, each QA fine-tuned and scored alike; task distillation")
+    p.add_argument("--out", default="runs/ablation", help="where every arm writes (default runs/ablation); reruns reuse finished arms")
+    p.add_argument("--teacher", help="BERT checkpoint (default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every step budget and the training questions (default 1: ~1 h on 2 cores; e.g. 20 on a GPU)")
+    p.add_argument("--max-articles", type=int, help="BBC articles for the QA data and the text (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="redo every arm instead of reusing finished ones")
+    p.set_defaults(func=run_ablation)
+
     finetune = sub.add_parser("finetune", help="train a model on a task without a teacher")
     tasks = finetune.add_subparsers(dest="task", metavar="TASK", required=True)
     p = tasks.add_parser("qa", help="extractive-QA fine-tuning (adds a fresh QA head where there is none)")
@@ -76,13 +94,17 @@ def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
 
 
 def _add_qa_options(p) -> None:
-    p.add_argument("--train", required=True, help="SQuAD v1.1 JSON (e.g. from `pocketbert data make-qa`)")
     p.add_argument("--dev", required=True, help="SQuAD v1.1 JSON scored after training (EM/F1 in run.json)")
+    p.add_argument("--max-dev-examples", type=int, help="score only the first N dev questions")
+    _add_qa_training_options(p)
+
+
+def _add_qa_training_options(p) -> None:
+    p.add_argument("--train", required=True, help="SQuAD v1.1 JSON (e.g. from `pocketbert data make-qa`)")
     p.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"default {MAX_SEQ_LEN}")
     p.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"default {DOC_STRIDE}")
     p.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN, help=f"default {MAX_QUERY_LEN}")
     p.add_argument("--max-train-examples", type=int, help="use only the first N training questions")
-    p.add_argument("--max-dev-examples", type=int, help="score only the first N dev questions")
     _add_training_options(p, lr=5e-5, batch_size=16, epochs=2.0)
 
 
@@ -131,11 +153,14 @@ def run_fit_mlm_head(args) -> int:
     return 0
 
 
-def _qa_kwargs(args) -> dict:
+def _window(args):
     from pocketbert.qa import QAWindow
 
-    return dict(window=QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len),
-                max_train_examples=args.max_train_examples, max_dev_examples=args.max_dev_examples)
+    return QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len)
+
+
+def _qa_kwargs(args) -> dict:
+    return dict(window=_window(args), max_train_examples=args.max_train_examples, max_dev_examples=args.max_dev_examples)
 
 
 def run_distill_qa(args) -> int:
@@ -153,4 +178,22 @@ def run_finetune_qa(args) -> int:
     # Without a teacher the gold-span cross-entropy is the whole loss.
     run = train_qa(args.model, args.train, args.dev, args.out, _train_config(args), alpha_task=1.0, **_qa_kwargs(args))
     _print_run(run, args.out)
+    return 0
+
+
+def run_throughput(args) -> int:
+    from pocketbert.distill.throughput import compare_throughput
+
+    report = compare_throughput(args.teacher, args.student, args.train, args.out, _train_config(args), _window(args),
+                                args.max_train_examples)
+    print(report.read_text())
+    return 0
+
+
+def run_ablation(args) -> int:
+    from pocketbert.distill.ablation import AblationSettings, run_ablation
+
+    settings = AblationSettings(teacher=args.teacher, max_articles=args.max_articles, seed=args.seed).scaled(args.scale)
+    report = run_ablation(args.out, settings, fresh=args.fresh)
+    print(report.read_text())
     return 0

@@ -309,6 +309,7 @@ def training_arguments(out: Path, config: TrainConfig) -> TrainingArguments:
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         use_cpu=not cuda,  # without it a CPU process ignores torchrun and trains alone on all the data
+        ddp_find_unused_parameters=False,  # every trainable parameter takes part in every step
         train_sampling_strategy="group_by_length" if config.dynamic_padding else "random",
         output_dir=str(out / CHECKPOINTS), num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
@@ -410,6 +411,13 @@ def plot_losses(metrics_path: Path, png_path: Path, title: str) -> None:
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
+    save_figure(fig, png_path)
+
+
+def save_figure(fig, png_path: Path) -> None:
+    """Save a matplotlib figure through a temporary name, then close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = png_path.parent / f".{png_path.name}.tmp-{os.getpid()}.png"
     fig.savefig(tmp, dpi=100)
