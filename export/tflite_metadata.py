@@ -1,0 +1,142 @@
+"""TFLite Model Metadata for extractive QA, written with our own flatbuffer code: what the TFLite Task Library's
+BertQuestionAnswerer (Android / iOS) reads to run a .tflite file without any code of ours.
+
+The library finds its tensors by the metadata names "ids", "mask", "segment_ids" (inputs) and "start_logits",
+"end_logits" (outputs) of subgraph 0, builds its WordPiece tokenizer from the BertTokenizer process unit, and
+reads that unit's vocab file from a zip archive appended to the model file ("packed associated files").
+tflite-support's own metadata writer does the same, but it pins protobuf 3 and an old runtime, so it is not a
+dependency; the fields below follow its schema (tensorflow_lite_support/metadata/metadata_schema.fbs), and the
+loader tests read the result back with tflite-support itself.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+
+from pocketbert.errors import require_module
+
+METADATA_BUFFER_NAME = "TFLITE_METADATA"
+METADATA_FILE_IDENTIFIER = b"M001"
+MODEL_FILE_IDENTIFIER = b"TFL3"
+# The oldest metadata parser that understands a BertTokenizer process unit (what tflite-support computes for it).
+MIN_PARSER_VERSION = "1.1.0"
+# The only sequence length BertQuestionAnswerer feeds (its kMaxSeqLen); it also lower-cases every text.
+TASK_LIBRARY_SEQ_LEN = 384
+# Our tensor names -> the names BertQuestionAnswerer looks up in the metadata.
+TASK_LIBRARY_NAMES = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segment_ids",
+                      "start_logits": "start_logits", "end_logits": "end_logits"}
+DESCRIPTIONS = {
+    "ids": "Token ids of [CLS] question [SEP] context [SEP], WordPiece, padded with 0.",
+    "mask": "1 for real tokens, 0 for padding.",
+    "segment_ids": "0 for the question and its [CLS]/[SEP], 1 for the context and the last [SEP].",
+    "start_logits": "Score of each position being the first token of the answer.",
+    "end_logits": "Score of each position being the last token of the answer.",
+}
+VOCAB_DESCRIPTION = "WordPiece vocabulary of the tokenizer, one token per line (line number = token id)."
+
+# Slot numbers and enum values from metadata_schema.fbs (field order is the binary layout).
+ASSOCIATED_FILE_VOCABULARY = 5
+CONTENT_FEATURE_PROPERTIES = 1
+PROCESS_UNIT_BERT_TOKENIZER = 4
+
+
+def metadata_blockers(folder: Path) -> list[str]:
+    """Why no BertTokenizer metadata can describe this export's tokenizer (empty: it can)."""
+    tokenizer = _read_json(folder / "tokenizer.json")
+    model_type = (tokenizer.get("model") or {}).get("type")
+    if model_type != "WordPiece":
+        return [f"it tokenises with WordPiece, this model's tokenizer is {model_type or 'unknown'}"]
+    if not (folder / "vocab.txt").is_file():
+        return ["no vocab.txt beside the artifact to pack into it"]
+    return []
+
+
+def runtime_blockers(folder: Path, seq_lens: tuple[int, ...], op_versions: dict[str, int]) -> list[str]:
+    """Why BertQuestionAnswerer would not run a file with correct metadata (empty: it would)."""
+    blockers = []
+    if TASK_LIBRARY_SEQ_LEN not in seq_lens:
+        blockers.append(f"it feeds exactly {TASK_LIBRARY_SEQ_LEN} tokens; add --seq-len {TASK_LIBRARY_SEQ_LEN}")
+    if not ((_read_json(folder / "tokenizer.json").get("normalizer") or {}).get("lowercase", False)):
+        blockers.append("it lower-cases all text, this tokenizer is cased")
+    if op_versions.get("GATHER_ND", 0) >= 5:
+        blockers.append("its TFLite runtime refuses GATHER_ND version 5")
+    return blockers
+
+
+def add_qa_metadata(model: bytes, input_names: list[str], output_names: list[str], vocab: Path,
+                    description: str) -> bytes:
+    """`model` with BertQuestionAnswerer metadata for subgraph 0 and `vocab` packed in.
+
+    `input_names` / `output_names`: our names of subgraph 0's input / output tensors, in the subgraph's order.
+    """
+    metadata = _qa_metadata(input_names, output_names, vocab.name, description)
+    schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
+    flat = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(metadata, dtype=np.uint8)
+    flat.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_BUFFER_NAME
+    entry.buffer = len(flat.buffers) - 1
+    flat.metadata = [m for m in (flat.metadata or []) if m.name.decode() != METADATA_BUFFER_NAME] + [entry]
+    builder = flatbuffers.Builder(len(model) + len(metadata) + 1024)
+    builder.Finish(flat.Pack(builder), MODEL_FILE_IDENTIFIER)
+    packed = io.BytesIO(bytes(builder.Output()))
+    packed.seek(0, io.SEEK_END)
+    # Appending a zip keeps the flatbuffer intact at offset 0: runtimes read the model, the library the vocab.
+    with zipfile.ZipFile(packed, "a") as archive:
+        archive.write(vocab, vocab.name)
+    return packed.getvalue()
+
+
+def _qa_metadata(input_names: list[str], output_names: list[str], vocab_name: str, description: str) -> bytes:
+    b = flatbuffers.Builder(1024)
+    string = b.CreateString
+
+    def table(slots: dict[int, tuple[str, int]], n_slots: int) -> int:
+        b.StartObject(n_slots)
+        for slot, (kind, value) in slots.items():
+            if kind == "offset":
+                b.PrependUOffsetTRelativeSlot(slot, value, 0)
+            else:
+                b.PrependUint8Slot(slot, value, 0)
+        return b.EndObject()
+
+    def vector(offsets: list[int]) -> int:
+        b.StartVector(4, len(offsets), 4)
+        for offset in reversed(offsets):
+            b.PrependUOffsetTRelative(offset)
+        return b.EndVector()
+
+    def tensor(our_name: str) -> int:
+        name = TASK_LIBRARY_NAMES[our_name]
+        name_offset, description_offset = string(name), string(DESCRIPTIONS[name])
+        features = table({}, 0)
+        content = table({0: ("uint8", CONTENT_FEATURE_PROPERTIES), 1: ("offset", features)}, 3)
+        return table({0: ("offset", name_offset), 1: ("offset", description_offset), 3: ("offset", content)}, 7)
+
+    inputs = vector([tensor(n) for n in input_names])
+    outputs = vector([tensor(n) for n in output_names])
+    vocab_file = table({0: ("offset", string(vocab_name)), 1: ("offset", string(VOCAB_DESCRIPTION)),
+                        2: ("uint8", ASSOCIATED_FILE_VOCABULARY)}, 5)
+    tokenizer_options = table({0: ("offset", vector([vocab_file]))}, 1)
+    tokenizer = table({0: ("uint8", PROCESS_UNIT_BERT_TOKENIZER), 1: ("offset", tokenizer_options)}, 2)
+    subgraph = table({0: ("offset", string("question answering")), 2: ("offset", inputs), 3: ("offset", outputs),
+                      5: ("offset", vector([tokenizer]))}, 10)
+    root = table({0: ("offset", string("pocketbert extractive question answering")),
+                  1: ("offset", string(description)), 3: ("offset", vector([subgraph])),
+                  7: ("offset", string(MIN_PARSER_VERSION))}, 8)
+    b.Finish(root, METADATA_FILE_IDENTIFIER)
+    return bytes(b.Output())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
