@@ -30,14 +30,20 @@ def register(sub) -> None:
 
     e = sub.add_parser("eval", help="SQuAD v1.1 EM/F1 of artifacts in their own runtime, next to PyTorch",
                        description="Evaluate artifacts (or checkpoints) on a SQuAD v1.1 file; flags int8 artifacts "
-                                   "that keep less than 93% of the fp32 F1 (MLPerf Mobile rule).")
-    e.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
+                                   "that keep less than 93% of the fp32 F1 (MLPerf Mobile rule). With --out, each "
+                                   "model's predictions.json (the official SQuAD v1.1 script's input), "
+                                   "nbest_predictions.json and question_scores.json go to OUT/predictions/MODEL/. "
+                                   "With --predictions, rescore a saved predictions.json without a model.")
+    e.add_argument("models", nargs="*", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     e.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
+    e.add_argument("--predictions", metavar="FILE",
+                   help="a saved {question id: answer text} file to score against --data instead of running models")
     e.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"window length (default {MAX_SEQ_LEN})")
     e.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"window overlap (default {DOC_STRIDE})")
     e.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN,
                    help=f"question tokens kept (default {MAX_QUERY_LEN})")
-    e.add_argument("--out", help="folder for eval.json; a bench output folder gets the scores in its report")
+    e.add_argument("--out", help="folder for eval.json and predictions/; a bench output folder gets the scores in its "
+                                 "report")
     e.set_defaults(func=run_eval_cli)
 
 
@@ -48,7 +54,7 @@ def run_bench_cli(args) -> int:
                         seq_lens=tuple(args.seq_len), sweep=tuple(args.sweep), warmup=args.warmup, runs=args.runs,
                         threads=args.threads, modes=tuple(args.modes), merge=tuple(args.merge),
                         export_baseline=not args.no_export_baseline)
-    from pocketbert.bench.results import baseline_ratios
+    from pocketbert.results import baseline_ratios
 
     for r in results["records"]:
         if r["status"] == "ok" and r["latency_ms"] and r["seq_len"] in args.seq_len:
@@ -65,12 +71,22 @@ def run_bench_cli(args) -> int:
 
 
 def run_eval_cli(args) -> int:
-    from pocketbert.bench.evaluate import describe, evaluate
+    from pocketbert.bench.evaluate import describe, evaluate, rescore
+    from pocketbert.errors import PocketbertError
     from pocketbert.qa import QAWindow
 
+    if args.predictions:
+        if args.models:
+            raise PocketbertError("pass either models to run or --predictions FILE to rescore, not both")
+        result = rescore(args.predictions, args.data, out=args.out)
+        print(f"{args.predictions}: EM {result['exact_match']:.2f} F1 {result['f1']:.2f} on {result['count']} questions"
+              f" ({result['unanswered']} without a prediction score 0; {result['unknown_ids']} ids not in {args.data})")
+        if args.out:
+            print(f"wrote {args.out}/question_scores.json and {args.out}/rescore.json")
+        return 0
     report = evaluate(args.models, args.data, QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len), out=args.out)
     for entry in report["entries"]:
         print(describe(entry))
     if args.out:
-        print(f"wrote {args.out}/eval.json")
+        print(f"wrote {args.out}/eval.json and each model's predictions under {args.out}/predictions/")
     return 0

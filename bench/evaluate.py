@@ -6,6 +6,7 @@ fp32 artifact scores what its source model scores; quantisation shows up as the 
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,15 +14,19 @@ import numpy as np
 from tqdm import tqdm
 
 from pocketbert.bench.report import INT8_F1_GOAL, INT8_F1_RULE, render_eval_table, write_report
-from pocketbert.bench.results import RESULTS_NAME, load_results, save_results
-from pocketbert.bench.runtimes import Target, load_runner, open_target, tokenizer_for
+from pocketbert.bench.runtimes import Target, load_runner, open_target, open_targets, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.fsutil import atomic_write_text, write_json
+from pocketbert.fsutil import atomic_write_text, read_json, write_json
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import PRESETS
-from pocketbert.qa import QAWindow, decode_answers, load_squad, prepare_features, squad_scores
+from pocketbert.qa import (QAWindow, best_answers, decode_nbest, load_squad, prepare_features, question_scores,
+                           squad_scores)
+from pocketbert.results import EAGER_FORMAT, RESULTS_NAME, load_results, save_results
 
 EVAL_NAME = "eval.json"
+PREDICTIONS_DIR = "predictions"
+PREDICTIONS_NAME = "predictions.json"
+QUESTION_SCORES_NAME = "question_scores.json"
 BATCH = 16
 
 
@@ -36,24 +41,33 @@ def fit_window(target: Target, window: QAWindow) -> QAWindow:
     return replace(window, max_seq_len=max(fitting)).clamped()
 
 
-def predict_answers(runner, tokenizer, examples, window: QAWindow, desc: str = "eval") -> dict:
-    """{example id: answer} from one runner: features padded to the window length, run in batches, decoded alike."""
+def predict_nbest(runner, tokenizer, examples, window: QAWindow, desc: str = "eval") -> dict[str, list[dict]]:
+    """{example id: candidate answers, best first} from one runner: features padded to the window length, run in
+    batches, decoded alike for every runtime."""
     features = prepare_features(tokenizer, examples, window)
     starts, ends = [], []
     for i in tqdm(range(0, len(features["input_ids"]), BATCH), desc=desc, unit="batch"):
         start, end = runner({name: features[name][i:i + BATCH] for name in runner.input_names})
         starts.append(start)
         ends.append(end)
-    return decode_answers(examples, features, np.concatenate(starts), np.concatenate(ends))
+    return decode_nbest(examples, features, np.concatenate(starts), np.concatenate(ends))
 
 
-def score(runner, tokenizer, examples, window: QAWindow, desc: str) -> dict:
-    return squad_scores(examples, predict_answers(runner, tokenizer, examples, window, desc))
+def write_predictions(out: Path, label: str, examples, nbest: dict) -> str:
+    """One model's files in the SQuAD ecosystem's shapes, under out/predictions/LABEL/: predictions.json ({question
+    id: answer text}, what the official v1.1 evaluate script reads), nbest_predictions.json, and
+    question_scores.json (EM/F1 per question, to inspect errors). Returns the folder, relative to `out`."""
+    folder = Path(PREDICTIONS_DIR) / (re.sub(r"[^\w.-]+", "-", label).strip("-") or "model")
+    predictions = best_answers(nbest)
+    write_json(out / folder / PREDICTIONS_NAME, predictions)
+    write_json(out / folder / "nbest_predictions.json", nbest)
+    write_json(out / folder / QUESTION_SCORES_NAME, question_scores(examples, predictions))
+    return str(folder)
 
 
 def reference_checkpoint(target: Target) -> str | None:
     """The PyTorch model an artifact came from, if it is available here (a local folder or a preset)."""
-    if target.format == "pytorch":
+    if target.format == EAGER_FORMAT:
         return target.path
     checkpoint = (target.manifest.get("source") or {}).get("checkpoint")
     if checkpoint in PRESETS or (checkpoint and (Path(checkpoint) / "config.json").is_file()):
@@ -62,22 +76,22 @@ def reference_checkpoint(target: Target) -> str | None:
 
 
 def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(), out: str | Path | None = None) -> dict:
-    """Score each model; write eval.json (and fold it into a bench run's report when `out` holds one)."""
+    """Score each model; write eval.json and each model's predictions (and fold the scores into a bench run's
+    report when `out` holds one)."""
     if not models:
-        raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints")
+        raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints, or --predictions FILE")
     examples = load_squad(data)
-    entries, references = [], {}
+    entries, checkpoint_predictions = [], {}
 
-    def pytorch_score(checkpoint: str, window: QAWindow, runner=None) -> dict:
-        """A checkpoint's PyTorch EM/F1, computed once whether it is a model to score or an artifact's reference."""
-        if (checkpoint, window) not in references:
+    def checkpoint_nbest(checkpoint: str, window: QAWindow, runner=None) -> dict:
+        """A checkpoint's PyTorch answers, computed once whether it is a model to score or an artifact's reference."""
+        if (checkpoint, window) not in checkpoint_predictions:
             target = open_target(checkpoint, sizes=False)
-            references[checkpoint, window] = score(runner or load_runner(target), tokenizer_for(target), examples,
-                                                   window, f"eval {checkpoint} (PyTorch)")
-        return references[checkpoint, window]
+            checkpoint_predictions[checkpoint, window] = predict_nbest(
+                runner or load_runner(target), tokenizer_for(target), examples, window, f"eval {checkpoint} (PyTorch)")
+        return checkpoint_predictions[checkpoint, window]
 
-    for spec in models:
-        target = open_target(spec, sizes=False)
+    for target in open_targets(models, sizes=False):
         fitted = fit_window(target, window)
         entry = {"model": target.label, "artifact": target.path, "format": target.format, "runtime": target.runtime,
                  "precision": target.precision, "seq_len": fitted.max_seq_len, "doc_stride": fitted.doc_stride,
@@ -88,13 +102,17 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
             entries.append({**entry, "status": "not_measurable", "reason": str(reason), "exact_match": None,
                             "f1": None, "count": len(examples)})
             continue
-        if target.format == "pytorch":
-            entry.update(pytorch_score(target.path, fitted, runner))
+        if target.format == EAGER_FORMAT:
+            nbest = checkpoint_nbest(target.path, fitted, runner)
         else:
-            entry.update(score(runner, tokenizer_for(target), examples, fitted, f"eval {target.label}"))
+            nbest = predict_nbest(runner, tokenizer_for(target), examples, fitted, f"eval {target.label}")
             checkpoint = reference_checkpoint(target)
             if checkpoint is not None:
-                entry["reference"] = {"checkpoint": checkpoint, **pytorch_score(checkpoint, fitted)}
+                reference = best_answers(checkpoint_nbest(checkpoint, fitted))
+                entry["reference"] = {"checkpoint": checkpoint, **squad_scores(examples, reference)}
+        entry.update(squad_scores(examples, best_answers(nbest)))
+        if out is not None:
+            entry["predictions"] = write_predictions(Path(out), target.label, examples, nbest)
         entries.append(judge({**entry, "status": "ok", "reason": None}))
 
     report = {"schema": "pocketbert.eval/1",
@@ -103,6 +121,23 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
     if out is not None:
         write_outputs(report, Path(out))
     return report
+
+
+def rescore(predictions_path: str | Path, data: str | Path, out: str | Path | None = None) -> dict:
+    """EM/F1 of a saved predictions file ({question id: answer text}) on a SQuAD v1.1 file, with no model: what the
+    official v1.1 evaluate script prints for the same two files. `out` gets question_scores.json and rescore.json."""
+    examples = load_squad(data)
+    predictions = read_json(predictions_path, "predictions file")
+    if not isinstance(predictions, dict) or not all(isinstance(answer, str) for answer in predictions.values()):
+        raise PocketbertError(f"'{predictions_path}' is not a SQuAD predictions file ({{question id: answer text}}); "
+                              f"pass a {PREDICTIONS_NAME} written by `pocketbert eval --out`")
+    known = {ex.id for ex in examples}
+    result = {"predictions": str(predictions_path), "data": str(data), **squad_scores(examples, predictions),
+              "unanswered": len(known - set(predictions)), "unknown_ids": len(set(predictions) - known)}
+    if out is not None:
+        write_json(Path(out) / QUESTION_SCORES_NAME, question_scores(examples, predictions))
+        write_json(Path(out) / "rescore.json", result)
+    return result
 
 
 def judge(entry: dict) -> dict:

@@ -22,22 +22,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.results import (RATIO_STATISTIC, RESULTS_NAME, load_results, make_record, merge_results,
-                                      new_results, save_results)
-from pocketbert.bench.runtimes import (Target, encoder_flops, load_runner, open_target, tokenizer_for)
-from pocketbert.bench.stats import latency_stats
+from pocketbert.bench.runtimes import Target, encoder_flops, load_runner, open_target, open_targets, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.fsutil import atomic_dir
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
+from pocketbert.results import (EAGER_FORMAT, MODES, RATIO_STATISTIC, RESULTS_NAME, latency_stats, load_results, make_record,
+                                merge_results, new_results, save_results)
 
 DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
 MATMUL_SIZE = 2048
-# Imported before the RSS reference is taken, so a model's RSS is not charged with its runtime's libraries.
-RUNTIME_MODULES = {"pytorch": "torch", "onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter",
-                   "executorch": "executorch.runtime", "coreml": "coremltools"}
 
 # End-to-end mode answers one real question: tokenise, run, decode the span.
 E2E_EXAMPLE = QAExample(
@@ -104,23 +100,24 @@ def _peak_rss_bytes() -> int:
     raise PocketbertError("/proc/self/status has no VmHWM; peak RSS is measured on Linux only")
 
 
-def _import_load_path(format: str) -> None:
-    """Import the runtime and the code that loads it, so the RSS reference excludes libraries, not weights."""
+def _import_load_path(target: Target) -> None:
+    """Import the runtime and the code that loads it before the RSS reference is taken, so a model's RSS is not
+    charged with its runtime's libraries, only with its weights."""
     from pocketbert.export.registry import format_names
 
     format_names()  # imports every format module, as loading through the registry does
-    for module in filter(None, (RUNTIME_MODULES.get(format), "transformers", "pocketbert.export.task")):
+    for module in (target.runtime_module, "transformers", "pocketbert.export.task"):
         try:
             importlib.import_module(module)
         except ImportError:
             pass  # load_runner names the missing package
-    if format == "pytorch":
+    if target.format == EAGER_FORMAT:
         from transformers import AutoModelForQuestionAnswering  # noqa: F401  (lazy module: resolve it now)
 
 
 def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
     target = open_target(path, sizes=False)
-    _import_load_path(target.format)
+    _import_load_path(target)
     tokenizer = tokenizer_for(target)
     import_rss = _rss_bytes()
     start = time.perf_counter()
@@ -164,7 +161,7 @@ def baseline_targets(baseline: str, candidates: list[Target], cache: Path, expor
         return targets
     wanted = {}
     for c in candidates:
-        if c.format != "pytorch":
+        if c.format != EAGER_FORMAT:
             wanted.setdefault((c.format, c.precision, c.backend), c)
     for (format, precision, backend), like in sorted(wanted.items(), key=lambda kv: str(kv[0])):
         folder = _exported_baseline(baseline, like, cache / f"{format}-{precision}-{backend or 'default'}", lengths)
@@ -213,9 +210,9 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
         raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
     if runs < 1 or warmup < 0:
         raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
-    bad = [m for m in modes if m not in ("model", "e2e")]
+    bad = [m for m in modes if m not in MODES]
     if bad:
-        raise PocketbertError(f"unknown mode(s) {bad}; choose model and/or e2e")
+        raise PocketbertError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     threads = threads or len(os.sched_getaffinity(0))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,10 +220,7 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
     if not lengths or min(lengths) < 8:
         raise PocketbertError("sequence lengths must be at least 8 tokens")
 
-    targets = [open_target(m) for m in models]
-    for i, t in enumerate(targets):  # labels key the measurements, so two folders named alike must differ
-        if any(o.label == t.label for o in targets[:i]):
-            t.label = f"{t.label} #{i + 1}"
+    targets = open_targets(models)
     if baseline:
         targets += baseline_targets(baseline, targets, out / BASELINE_CACHE, export_baseline, lengths)
     extras = [load_results(path) for path in merge]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pocketbert.bench.results import RATIO_STATISTIC, baseline_ratios, reference_ratios
 from pocketbert.fsutil import atomic_write_text
+from pocketbert.results import RATIO_STATISTIC, baseline_ratios, reference_ratios, timing_is_real
 
 MB = 1e6
 # The project's goals (issue 4), checked against whatever was measured; benchmarks, not tests.
@@ -39,7 +39,7 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
     records = results["records"]
     settings = results.get("settings", {})
     machine = results.get("machine", {})
-    ok = [r for r in records if r["status"] == "ok" and r["latency_ms"]]
+    ok = [r for r in records if r["status"] == "ok" and r["latency_ms"] and timing_is_real(r)]
     main_lens = settings.get("seq_lens") or sorted({r["seq_len"] for r in ok if r["seq_len"]})
     parts = [
         "# pocketbert benchmark",
@@ -96,6 +96,13 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
                                           if n in row else "-" for n in sweep_lens)]
                           for (m, rt, p, d), row in by_model.items()])]
 
+    emulated = [r for r in records if not timing_is_real(r)]
+    if emulated:
+        parts += ["## Emulated devices: output checks only (their timings are not latencies)",
+                  _table(["model", "runtime", "precision", "seq", "device", "emulated core", "CPU features", "status"],
+                         [[_label(r), r["runtime"], r["precision"], r["seq_len"], _device(r),
+                           r["device"]["emulated"].get("cpu"), " ".join(r["device"].get("cpu_features") or []) or "-",
+                           r["status"]] for r in emulated])]
     parts += ["## Goals", _goals(records, same, reference)]
     if results.get("eval"):
         parts += ["## Accuracy (SQuAD v1.1)", render_eval_table(results["eval"])]

@@ -5,19 +5,19 @@ returns the export stage's `Runner` for it, so artifacts and eager PyTorch are c
 """
 from __future__ import annotations
 
-import gzip
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pocketbert.errors import PocketbertError
+from pocketbert.export.registry import format_class
+from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS, count_parameters, encoder_shape, load_qa_model, load_tokenizer, preset_config
+from pocketbert.results import EAGER_FORMAT, EAGER_RUNTIME
 
-RUNTIMES = {"pytorch": "pytorch-eager", "onnx": "onnxruntime", "executorch": "executorch", "tflite": "litert",
-            "coreml": "coreml"}
+EAGER_RUNTIME_MODULE = "torch"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -41,7 +41,12 @@ class Target:
 
     @property
     def runtime(self) -> str:
-        return RUNTIMES.get(self.format, self.format)
+        return EAGER_RUNTIME if self.format == EAGER_FORMAT else format_class(self.format).runtime
+
+    @property
+    def runtime_module(self) -> str:
+        """The Python module that runs this target (its format's fact, read from the export registry)."""
+        return EAGER_RUNTIME_MODULE if self.format == EAGER_FORMAT else format_class(self.format).runtime_module
 
     def supports(self, length: int) -> bool:
         return length <= self.max_len and (self.lengths is None or length in self.lengths)
@@ -64,7 +69,7 @@ def open_target(spec: str | Path, role: str = "candidate", label: str | None = N
         return _artifact_target(path, role, label, sizes)
     if spec in PRESETS:
         config = preset_config(spec)
-        return Target(label or f"{spec} (random weights)", role, spec, "pytorch", "fp32", None, None,
+        return Target(label or f"{spec} (random weights)", role, spec, EAGER_FORMAT, "fp32", None, None,
                       config.max_position_embeddings, None, True, None, None, encoder_shape(config))
     if not path.is_dir():
         raise PocketbertError(f"'{spec}' is neither an artifact folder nor a checkpoint folder; pass the output of "
@@ -75,16 +80,23 @@ def open_target(spec: str | Path, role: str = "candidate", label: str | None = N
 
     config = AutoConfig.from_pretrained(spec)
     weights = [p for p in sorted(path.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
-    return Target(label or path.name, role, spec, "pytorch", "fp32", None, None, config.max_position_embeddings,
+    return Target(label or path.name, role, spec, EAGER_FORMAT, "fp32", None, None, config.max_position_embeddings,
                   None, False, sum(p.stat().st_size for p in weights) or None,
                   (sum(gzip_size(p) for p in weights) or None) if sizes else None, encoder_shape(config))
 
 
+def open_targets(specs, sizes: bool = True) -> list[Target]:
+    """`open_target` for each; labels key measurements and output folders, so two folders named alike get #N."""
+    targets = [open_target(spec, sizes=sizes) for spec in specs]
+    for i, t in enumerate(targets):
+        if any(o.label == t.label for o in targets[:i]):
+            t.label = f"{t.label} #{i + 1}"
+    return targets
+
+
 def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) -> Target:
     manifest = read_manifest(folder)
-    from pocketbert.export.registry import get_format
-
-    get_format(manifest["format"])  # an unknown runtime fails here, in one line, before any measuring
+    format_class(manifest["format"])  # an unknown runtime fails here, in one line, before any measuring
     artifact = folder / manifest["artifact"]
     seq = manifest["sequence"]
     source = manifest.get("source", {})
@@ -108,32 +120,6 @@ def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:
     return encoder["layers"] * (8 * n * d * d + 4 * n * d * i + 4 * n * n * d)
 
 
-def gzip_size(path: Path) -> int:
-    """Bytes after gzip level 6: of the file, or the sum over a directory artifact's files."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    total = 0
-    for file in files:
-        counter = _CountingSink()
-        with open(file, "rb") as source, gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=6, mtime=0) as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
-        total += counter.count
-    return total
-
-
-class _CountingSink:
-    """A write-only file object that only counts bytes: the compressed stream is never kept."""
-
-    def __init__(self):
-        self.count = 0
-
-    def write(self, data) -> int:
-        self.count += len(data)
-        return len(data)
-
-    def flush(self):
-        pass
-
-
 def tokenizer_for(target: Target):
     if target.path in PRESETS:
         from pocketbert.modeling import embedded_teacher_dir
@@ -144,11 +130,9 @@ def tokenizer_for(target: Target):
 
 def load_runner(target: Target, threads: int | None = None):
     """The target in its own runtime, as an export `Runner`. Raises NotRunnableHere where it cannot run."""
-    if target.format == "pytorch":
+    if target.format == EAGER_FORMAT:
         return pytorch_runner(target.path, threads)
-    from pocketbert.export.registry import get_format
-
-    exporter = get_format(target.format)
+    exporter = format_class(target.format)()
     return exporter.load(Path(target.path) / target.manifest["artifact"], target.manifest, threads)
 
 

@@ -1,6 +1,7 @@
 """Atomic outputs: a failed or interrupted stage leaves nothing half-written behind."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -60,3 +61,29 @@ def read_json(path: str | Path, what: str = "JSON file"):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PocketbertError(f"{what} '{path}' is not valid JSON ({err}); regenerate it") from None
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes after gzip level 6: of the file, or the sum over a directory artifact's files."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    total = 0
+    for file in files:
+        counter = _CountingSink()
+        with open(file, "rb") as source, gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=6, mtime=0) as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        total += counter.count
+    return total
+
+
+class _CountingSink:
+    """A write-only file object that only counts bytes: the compressed stream is never kept."""
+
+    def __init__(self):
+        self.count = 0
+
+    def write(self, data) -> int:
+        self.count += len(data)
+        return len(data)
+
+    def flush(self):
+        pass

@@ -137,14 +137,20 @@ def _answer_token_span(example: QAExample, offsets) -> tuple[int, int]:
     return start, end
 
 
-def decode_answers(examples, features, start_logits, end_logits, n_best=N_BEST, max_answer_len=MAX_ANSWER_LEN) -> dict:
-    """Best context span per example over all its windows: {example id: answer text}."""
+def decode_nbest(examples, features, start_logits, end_logits, n_best=N_BEST,
+                 max_answer_len=MAX_ANSWER_LEN) -> dict[str, list[dict]]:
+    """Each example's best context spans over all its windows, best first: {example id: [candidate, ...]}.
+
+    A candidate is {"text", "probability", "start_logit", "end_logit"}; at most `n_best` distinct texts, each
+    at its best score (start + end logit), probabilities a softmax over the kept scores. An example with no
+    valid span gets an empty list.
+    """
     by_example = collections.defaultdict(list)
     for feature_index, example_index in enumerate(features["example_index"]):
         by_example[int(example_index)].append(feature_index)
-    predictions = {}
+    nbest = {}
     for example_index, example in enumerate(examples):
-        best_score, best_text = -np.inf, ""
+        spans = []  # (score, text, start logit, end logit), in window/start/end order so ties keep the first
         for f in by_example.get(example_index, ()):
             offsets = features["offsets"][f]
             starts = np.argsort(start_logits[f])[::-1][:n_best]
@@ -155,11 +161,27 @@ def decode_answers(examples, features, start_logits, end_logits, n_best=N_BEST, 
                         continue
                     if e < s or e - s + 1 > max_answer_len:
                         continue
-                    score = start_logits[f][s] + end_logits[f][e]
-                    if score > best_score:
-                        best_score, best_text = score, example.context[offsets[s][0]:offsets[e][1]]
-        predictions[example.id] = best_text
-    return predictions
+                    spans.append((start_logits[f][s] + end_logits[f][e], example.context[offsets[s][0]:offsets[e][1]],
+                                  start_logits[f][s], end_logits[f][e]))
+        kept = {}
+        for span in sorted(spans, key=lambda span: -span[0]):  # stable: the first of equal scores stays first
+            if span[1] not in kept and len(kept) < n_best:
+                kept[span[1]] = span
+        scores = np.array([span[0] for span in kept.values()], dtype=np.float64)
+        probabilities = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if len(scores) else []
+        nbest[example.id] = [{"text": text, "probability": float(p), "start_logit": float(start), "end_logit": float(end)}
+                             for (_, text, start, end), p in zip(kept.values(), probabilities)]
+    return nbest
+
+
+def best_answers(nbest: dict[str, list[dict]]) -> dict[str, str]:
+    """{example id: answer text}, the best candidate of each (empty where none): the official predictions file."""
+    return {example_id: candidates[0]["text"] if candidates else "" for example_id, candidates in nbest.items()}
+
+
+def decode_answers(examples, features, start_logits, end_logits, n_best=N_BEST, max_answer_len=MAX_ANSWER_LEN) -> dict:
+    """Best context span per example over all its windows: {example id: answer text}."""
+    return best_answers(decode_nbest(examples, features, start_logits, end_logits, n_best, max_answer_len))
 
 
 # --- SQuAD v1.1 metric (the official script's normalisation; `evaluate.load("squad")` needs the hub) ---
@@ -188,13 +210,21 @@ def f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_scores(examples, predictions: dict) -> dict:
-    """EM and F1 in percent, each the max over an example's gold answers, averaged over examples."""
-    em_total = f1_total = 0.0
+def question_scores(examples, predictions: dict) -> dict[str, dict]:
+    """Per question, as the official script scores it: {id: {"prediction", "answers", "exact_match", "f1"}}, EM and
+    F1 each the max over the gold answers, as fractions (0..1). A question without a prediction scores 0."""
+    scored = {}
     for ex in examples:
         golds = [a["text"] for a in ex.answers] or [""]
         pred = predictions.get(ex.id, "")
-        em_total += max(exact_match(pred, g) for g in golds)
-        f1_total += max(f1(pred, g) for g in golds)
+        scored[ex.id] = {"prediction": pred, "answers": golds, "exact_match": max(exact_match(pred, g) for g in golds),
+                         "f1": max(f1(pred, g) for g in golds)}
+    return scored
+
+
+def squad_scores(examples, predictions: dict) -> dict:
+    """EM and F1 in percent, each the max over an example's gold answers, averaged over examples."""
+    scored = question_scores(examples, predictions)
     n = max(len(examples), 1)
-    return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n, "count": len(examples)}
+    return {"exact_match": 100.0 * sum(scored[ex.id]["exact_match"] for ex in examples) / n,
+            "f1": 100.0 * sum(scored[ex.id]["f1"] for ex in examples) / n, "count": len(examples)}

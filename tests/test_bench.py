@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from pocketbert.bench.results import (RESULTS_SCHEMA, baseline_ratios, load_results, make_record, merge_results,
-                                      new_results, reference_ratios, save_results)
-from pocketbert.bench.stats import latency_stats, trimmed_mean
+from pocketbert.results import (RESULTS_SCHEMA, baseline_ratios, latency_stats, load_results, make_record,
+                                merge_results, new_results, reference_ratios, save_results, trimmed_mean)
 from pocketbert.errors import PocketbertError
 
 TINY_LEN = 32

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pocketbert.errors import PocketbertError
-from pocketbert.qa import QAExample, QAWindow
+from pocketbert.qa import QAExample, QAWindow, best_answers
 
 SEQ = 64
 CONTEXTS = [
@@ -41,13 +41,13 @@ def tiny_onnx(tiny_distilbert_qa, tmp_path_factory):
 def squad_file(tiny_distilbert_qa, tmp_path_factory):
     """Gold answers: what the tiny PyTorch model predicts for two questions, real spans for the others,
     so both EM and F1 are between 0 and 100 and any drift between runtimes would show."""
-    from pocketbert.bench.evaluate import predict_answers
+    from pocketbert.bench.evaluate import predict_nbest
     from pocketbert.bench.runtimes import pytorch_runner
     from pocketbert.modeling import load_tokenizer
 
     examples = [QAExample(qid, q, CONTEXTS[i]) for qid, i, q in QUESTIONS]
-    predicted = predict_answers(pytorch_runner(str(tiny_distilbert_qa)), load_tokenizer(tiny_distilbert_qa),
-                                examples, QAWindow(SEQ, 16))
+    predicted = best_answers(predict_nbest(pytorch_runner(str(tiny_distilbert_qa)), load_tokenizer(tiny_distilbert_qa),
+                                           examples, QAWindow(SEQ, 16)))
     answers = {"q1": predicted["q1"] or "Thomas Stevenson", "q2": "1872", "q3": predicted["q3"] or "5,199 metres",
                "q4": "Africa"}
     return _squad_file(tmp_path_factory.mktemp("squad") / "dev.json", answers)
@@ -70,7 +70,7 @@ def test_fp32_artifact_scores_like_its_pytorch_source(tiny_onnx, squad_file, tmp
 def test_eval_joins_a_bench_report(tiny_onnx, squad_file, tmp_path):
     from pocketbert.bench.evaluate import evaluate
     from pocketbert.bench.report import write_report
-    from pocketbert.bench.results import load_results, new_results, save_results
+    from pocketbert.results import load_results, new_results, save_results
 
     save_results(tmp_path / "results.json", new_results({"seq_lens": [SEQ]}, []))
     write_report(load_results(tmp_path), tmp_path)
@@ -107,3 +107,39 @@ def test_qa_window_is_clamped_once_to_what_the_model_and_tokenizer_allow():
     assert QAWindow(512).clamped(max_positions=128).max_seq_len == 128
     with pytest.raises(PocketbertError, match="8 or more"):
         QAWindow(4).clamped()
+
+
+def test_eval_out_writes_squad_predictions_that_rescore_to_the_same_scores(tiny_onnx, squad_file, tmp_path, capsys):
+    from pocketbert.bench.evaluate import evaluate, rescore
+    from pocketbert.cli import main
+
+    entry = evaluate([str(tiny_onnx)], squad_file, QAWindow(SEQ, 16), out=tmp_path)["entries"][0]
+    folder = tmp_path / entry["predictions"]
+    predictions = json.loads((folder / "predictions.json").read_text())
+    assert set(predictions) == {qid for qid, _, _ in QUESTIONS} and all(isinstance(a, str) for a in predictions.values())
+    nbest = json.loads((folder / "nbest_predictions.json").read_text())
+    for qid, candidates in nbest.items():
+        assert candidates[0]["text"] == predictions[qid]
+        assert sum(c["probability"] for c in candidates) == pytest.approx(1.0)
+        assert len({c["text"] for c in candidates}) == len(candidates) <= 20
+    per_question = json.loads((folder / "question_scores.json").read_text())
+    assert 100 * sum(q["f1"] for q in per_question.values()) / len(per_question) == pytest.approx(entry["f1"])
+
+    rescored = rescore(folder / "predictions.json", squad_file, out=tmp_path / "rescored")
+    assert (rescored["exact_match"], rescored["f1"]) == (entry["exact_match"], entry["f1"])
+    assert (rescored["unanswered"], rescored["unknown_ids"]) == (0, 0)
+    assert json.loads((tmp_path / "rescored" / "question_scores.json").read_text()) == per_question
+    assert main(["eval", "--predictions", str(folder / "predictions.json"), "--data", squad_file]) == 0
+    assert f"F1 {entry['f1']:.2f} on 4 questions" in capsys.readouterr().out
+
+
+def test_rescoring_refuses_what_is_not_a_predictions_file(squad_file, tmp_path, capsys):
+    from pocketbert.cli import main
+
+    nbest_like = tmp_path / "nbest.json"
+    nbest_like.write_text(json.dumps({"q1": [{"text": "x"}]}))
+    assert main(["eval", "--predictions", str(nbest_like), "--data", squad_file]) == 2
+    err = capsys.readouterr().err
+    assert "not a SQuAD predictions file" in err and err.count("\n") == 1
+    assert main(["eval", "model", "--predictions", str(nbest_like), "--data", squad_file]) == 2
+    assert "not both" in capsys.readouterr().err

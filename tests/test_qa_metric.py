@@ -1,4 +1,5 @@
 """The SQuAD v1.1 metric on cases worked by hand."""
+import numpy as np
 import pytest
 
 from pocketbert.qa import QAExample, exact_match, f1, normalize_answer, squad_scores
@@ -40,3 +41,31 @@ def test_squad_scores_take_the_best_gold_answer_and_average_in_percent():
     assert scores["f1"] == pytest.approx(100 * 1.8 / 3)
     assert scores["count"] == 3
     assert squad_scores(examples, {})["f1"] == 0.0  # missing predictions score zero
+
+
+def test_normalisation_order_follows_the_official_v1_1_script():
+    # lower -> drop ASCII punctuation -> drop articles -> collapse spaces, in that order (evaluate-v1.1.py).
+    assert normalize_answer("The-Broncos") == "thebroncos"  # punctuation goes first, so 'the' is no longer a word
+    assert normalize_answer("(an) apple") == "apple"
+    assert normalize_answer("A.B.C.") == "abc"
+    assert normalize_answer("\u201cBroncos\u201d") == "\u201cbroncos\u201d"  # only string.punctuation is removed
+    # A prediction that normalises to nothing: EM compares the empty strings, F1 has no common token.
+    assert exact_match("The", "the") == 1.0 and f1("The", "the") == 0.0
+
+
+def test_nbest_is_best_first_distinct_and_its_head_is_the_decoded_answer():
+    from pocketbert.qa import decode_answers, decode_nbest
+
+    context = "Paris is big"
+    example = QAExample("q", "Where?", context)
+    # Window tokens: [CLS] q [SEP] Paris is big [SEP]; offsets only on the context tokens.
+    offsets = [None, None, None, (0, 5), (6, 8), (9, 12), None]
+    features = {"example_index": [0, 0], "offsets": [offsets, offsets]}
+    start = np.array([[0, 0, 0, 5, 1, 0, 0], [0, 0, 0, 4, 1, 0, 0]], dtype=np.float32)
+    end = np.array([[0, 0, 0, 5, 0, 2, 0], [0, 0, 0, 4, 0, 2, 0]], dtype=np.float32)
+    nbest = decode_nbest([example], features, start, end)["q"]
+    assert [c["text"] for c in nbest[:2]] == ["Paris", "Paris is big"]  # 10 beats 7; window 2's 'Paris' (8) merged
+    assert len({c["text"] for c in nbest}) == len(nbest)
+    assert sum(c["probability"] for c in nbest) == pytest.approx(1.0)
+    assert (nbest[0]["start_logit"], nbest[0]["end_logit"]) == (5.0, 5.0)
+    assert decode_answers([example], features, start, end) == {"q": "Paris"}

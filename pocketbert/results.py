@@ -1,14 +1,19 @@
-"""results.json, schema v1: one file holds every measurement, from this host and from phones.
+"""results.json, schema v1, and the latency statistics in it: one file holds every measurement, from this
+host and from phones.
 
 `bench` writes host rows, `mobile_harness` adds device rows with `merge_results`, and the report reads
 both. A record is one model measured in one runtime, precision, sequence length, mode and thread count.
+Both stages summarise their timed runs with `latency_stats`, so a phone's p90 means what the host's does.
 """
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 from pathlib import Path
+
+import numpy as np
 
 from pocketbert.errors import PocketbertError
 from pocketbert.fsutil import read_json, write_json
@@ -21,8 +26,10 @@ RESULTS_NAME = "results.json"
 RATIO_STATISTIC = "trimmed_mean"
 STATUSES = ("ok", "not_measurable", "failed")
 ROLES = ("candidate", "baseline")
-MODES = ("model", "e2e")
-FORMATS = ("pytorch", "onnx", "executorch", "tflite", "coreml")
+# A checkpoint measured in PyTorch eager is recorded like one more format with its own runtime.
+EAGER_FORMAT, EAGER_RUNTIME = "pytorch", "pytorch-eager"
+MODES = ("model", "e2e")  # the model call alone; end-to-end QA (tokenise + model + decode the span)
+TRIM_FRACTION = 0.1  # the trimmed mean keeps the middle 80%, as the ExecuTorch benchmark apps report
 
 # peak_rss_bytes is the whole measuring process's peak after load + first inference; import_rss_bytes is
 # that process's RSS once the runtime is imported, before the model loads (their difference is the model's).
@@ -40,6 +47,28 @@ IDENTITY_KEYS = ("model", "role", "artifact", "format", "runtime", "backend", "p
 COMPARABLE_KEYS = ("runtime", "backend", "precision", "seq_len", "mode", "threads")
 
 
+# --- latency statistics over timed runs (warm-up runs already discarded by the caller) --------------------
+
+def trimmed_mean(samples, trim: float = TRIM_FRACTION) -> float:
+    """Mean after dropping floor(trim * n) samples from each end (all kept when that is 0)."""
+    values = np.sort(np.asarray(samples, dtype=np.float64))
+    cut = math.floor(trim * len(values))
+    return float(values[cut:len(values) - cut].mean())
+
+
+def latency_stats(samples_ms, warmup: int = 0) -> dict:
+    """mean, p50, p90, p99 (linear interpolation between order statistics), trimmed mean, min, max, n."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        raise PocketbertError("no timed runs to summarise; pass --runs 1 or more")
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
+            "trimmed_mean": trimmed_mean(values), "min": float(values.min()), "max": float(values.max()),
+            "n": int(values.size), "warmup": int(warmup)}
+
+
+# --- records and results files ----------------------------------------------------------------------
+
 def make_record(**fields) -> dict:
     """A complete record: unknown keys are refused (typos would silently drop figures)."""
     unknown = sorted(set(fields) - set(RECORD_DEFAULTS))
@@ -50,6 +79,8 @@ def make_record(**fields) -> dict:
         raise PocketbertError(f"result status '{record['status']}' is not one of {', '.join(STATUSES)}")
     if record["role"] not in ROLES:
         raise PocketbertError(f"result role '{record['role']}' is not one of {', '.join(ROLES)}")
+    if record["mode"] not in MODES:
+        raise PocketbertError(f"result mode '{record['mode']}' is not one of {', '.join(MODES)}")
     return record
 
 
@@ -158,15 +189,21 @@ def comparison(candidate: dict, baseline: dict, statistic: str = RATIO_STATISTIC
             "size_ratio": size, "speedup": speed, "words": ", ".join(words) or "not comparable"}
 
 
+def timing_is_real(record: dict) -> bool:
+    """False for a row from an emulated device (device.emulated, e.g. the qemu arm64 board): its output
+    checks count, its timings are not latencies and stay out of every ratio, table figure and plot."""
+    return not (record.get("device") or {}).get("emulated")
+
+
 def baseline_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
     """Each measured candidate against the baseline measured on the same device, runtime and precision."""
     baselines = {}
     for r in records:
-        if r["role"] == "baseline" and r["status"] == "ok":
+        if r["role"] == "baseline" and r["status"] == "ok" and timing_is_real(r):
             baselines.setdefault((_device_key(r), *(r[k] for k in COMPARABLE_KEYS)), r)
     out = []
     for r in records:
-        if r["role"] != "candidate" or r["status"] != "ok":
+        if r["role"] != "candidate" or r["status"] != "ok" or not timing_is_real(r):
             continue
         baseline = baselines.get((_device_key(r), *(r[k] for k in COMPARABLE_KEYS)))
         if baseline is not None:
@@ -178,9 +215,9 @@ def reference_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> l
     """Each measured candidate against the baseline's fp32 PyTorch eager row on this host (the 6x goal)."""
     references = {}
     for r in records:
-        if (r["role"] == "baseline" and r["status"] == "ok" and r["format"] == "pytorch"
+        if (r["role"] == "baseline" and r["status"] == "ok" and r["format"] == EAGER_FORMAT
                 and r["precision"] == "fp32" and r["device"] is None):
             references.setdefault((r["seq_len"], r["mode"], r["threads"]), r)
     return [comparison(r, references[key], statistic) for r in records
-            if r["role"] == "candidate" and r["status"] == "ok"
+            if r["role"] == "candidate" and r["status"] == "ok" and timing_is_real(r)
             and (key := (r["seq_len"], r["mode"], r["threads"])) in references]
