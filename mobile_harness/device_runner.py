@@ -1,14 +1,15 @@
 """Standalone benchmark runner that travels inside a device bundle (ssh boards and the host target).
 
 It needs only numpy and the artifact's runtime package on the device (onnxruntime, ai-edge-litert or
-tflite-runtime, executorch + torch) -- never pocketbert. Usage:
+tflite-runtime, executorch + torch) -- never pocketbert; pocketbert's comparison.py travels beside it. Usage:
 
     python3 device_runner.py BUNDLE_DIR
     python3 device_runner.py --facts      (only print what the device says about itself)
 
 It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the fixed inputs warm-up + N times, compares
 the outputs with the expected ones, reads what the device says about itself, and writes
-BUNDLE_DIR/result.json (raw timings; the host turns them into statistics).
+BUNDLE_DIR/result.json (raw timings; the host turns them into statistics). When bundle.json has "eval", it
+also runs every question window once and saves the logits, from which the host scores EM/F1.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,6 +28,9 @@ def load_onnx(path: Path, threads: int | None):
     import onnxruntime as ort
 
     settings = ort.SessionOptions()
+    # As on the host (export/formats/onnx.py): idle threads spinning between runs would slow what runs next.
+    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    settings.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         settings.intra_op_num_threads = threads
         settings.inter_op_num_threads = 1
@@ -107,11 +110,26 @@ def read_text(path: str) -> str | None:
         return None
 
 
+# "CPU part" of Arm's own cores in /proc/cpuinfo (implementer 0x41), for boards whose kernel names no SoC.
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd40": "Neoverse-V1", "0xd41": "Cortex-A78",
+             "0xd44": "Cortex-X1", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
+             "0xd49": "Neoverse-N2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3"}
+
+
+def cpuinfo_field(cpuinfo: str, name: str) -> str | None:
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                 if line.split(":", 1)[0].strip() == name), None)
+
+
 def device_facts() -> dict:
     """What a Linux board says about itself, where readable (None elsewhere)."""
     cpuinfo = read_text("/proc/cpuinfo") or ""
-    soc = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                if line.startswith(("Hardware", "model name"))), None)
+    part = cpuinfo_field(cpuinfo, "CPU part")
+    soc = cpuinfo_field(cpuinfo, "Hardware") or cpuinfo_field(cpuinfo, "model name") or (
+        ARM_PARTS.get(part, f"Arm CPU part {part}") if part else None)
+    # Arm's "Features" line says which int8/fp16 kernels the runtimes may pick: asimddp, i8mm, sve, sme, ...
     os_release = dict(line.split("=", 1) for line in (read_text("/etc/os-release") or "").splitlines() if "=" in line)
     temps = [read_text(str(zone / "temp")) for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*"))]
     temps = [int(t) / 1000 for t in temps if t and t.lstrip("-").isdigit()]
@@ -122,19 +140,30 @@ def device_facts() -> dict:
         "os": f"{os_release.get('PRETTY_NAME', platform.system()).strip(chr(34))} (kernel {platform.release()})",
         "abi": platform.machine(),
         "cores": os.cpu_count(),
+        "cpu_features": (cpuinfo_field(cpuinfo, "Features") or "").split() or None,
         "governor": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "thermal": {"max_zone_celsius": max(temps)} if temps else None,
     }
 
 
-def compare(outputs, expected, tolerance) -> dict:
-    diffs = [float(np.abs(np.asarray(out, np.float32).reshape(exp.shape) - exp).max())
-             for out, exp in zip(outputs, expected)]
-    agree = [bool((np.asarray(out).reshape(exp.shape).argmax(-1) == exp.argmax(-1)).all())
-             for out, exp in zip(outputs, expected)]
-    max_diff = max(diffs)
-    return {"max_abs_diff": max_diff, "tolerance": tolerance, "argmax_agree": all(agree),
-            "passed": (max_diff <= tolerance) if tolerance is not None else all(agree)}
+def peak_rss_bytes() -> int | None:
+    """VmHWM, this process's own peak (ru_maxrss is carried across exec, so it may be a parent's)."""
+    for line in (read_text("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def run_eval(run, bundle: Path, config: dict) -> None:
+    """Every question window once, one at a time as on a phone; the logits are saved for the host to score."""
+    windows = {name: np.load(bundle / file) for name, file in config["eval"]["inputs"].items()}
+    starts, ends = [], []
+    for row in range(len(next(iter(windows.values())))):
+        start, end = run({name: value[row:row + 1] for name, value in windows.items()})[:2]
+        starts.append(np.asarray(start, np.float32).reshape(1, -1))
+        ends.append(np.asarray(end, np.float32).reshape(1, -1))
+    for file, logits in zip(config["eval"]["outputs"], (starts, ends)):
+        np.save(bundle / file, np.concatenate(logits))
 
 
 def main(bundle: Path) -> dict:
@@ -163,13 +192,19 @@ def main(bundle: Path) -> dict:
         run(feed)
         latencies.append((time.perf_counter() - started) * 1e3)
 
-    expected = [np.load(bundle / file) for file in config["expected"]] if config.get("expected") else None
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_rss = peak_rss_bytes()  # before the eval windows, so it is the same measurement as without --eval
+    checked = None
+    if config.get("expected"):
+        from comparison import compare_logits  # pocketbert/comparison.py, shipped beside this file
+
+        expected = [np.load(bundle / file) for file in config["expected"]]
+        shaped = [np.asarray(out, np.float32).reshape(exp.shape) for out, exp in zip(outputs, expected)]
+        checked = compare_logits(shaped, expected, config.get("tolerance"))
+    if config.get("eval"):
+        run_eval(run, bundle, config)
     return {
         "runtime": runtime[0], "runtime_version": runtime[1], "load_ms": load_ms, "first_ms": first_ms, "latencies_ms": latencies,
-        "warmup": config["warmup"], "peak_rss_bytes": rss_kb * 1024,
-        "outputs": compare(outputs, expected, config.get("tolerance")) if expected else None,
-        "device": device_facts(),
+        "warmup": config["warmup"], "peak_rss_bytes": peak_rss, "outputs": checked, "device": device_facts(),
     }
 
 

@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 from pocketbert.errors import PocketbertError
-from pocketbert.mobile_harness.targets import DEFAULT_TIMEOUT_S, DeviceLost, Target, call, last_line, text
+from pocketbert.mobile_harness.bundle import not_measurable
+from pocketbert.mobile_harness.targets import (
+    DEFAULT_TIMEOUT_S, TOOL_HINTS, DeviceLost, Target, call, last_line, register_target, split_spec, text)
 
 PACKAGE = Path(__file__).with_name("ios")
 SCHEME = "PocketbertBench"
@@ -74,17 +76,32 @@ def parse_xctest_output(log: str) -> dict:
     return record
 
 
+@register_target
 class IosTarget(Target):
     kind = "ios"
+    usage = "ios:UDID"
     default_workdir = ""
+    runtimes = ("coreml", "executorch")  # what the XCTest app runs
 
     def __init__(self, spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
+        self.udid = split_spec(spec, self.kind)
+        self._own_workdir = workdir is None
         # The "device folder" is a staged copy of the Swift package on this Mac; xcodebuild installs it.
         super().__init__(spec, workdir or tempfile.mkdtemp(prefix="pocketbert-ios-"), timeout)
-        self.udid = spec.split(":", 1)[1]
-        if not self.udid:
-            raise PocketbertError("ios target needs a device id: ios:UDID (see `pocketbert device list`)")
         self._device: dict | None = None
+
+    @classmethod
+    def discover(cls) -> list[dict]:
+        if not shutil.which("xcrun"):
+            return [{"target": "ios:*", "state": "xcrun not on PATH", "note": TOOL_HINTS["xcrun"]}]
+        return [{"target": f"ios:{d['udid']}", "state": d["state"], "note": d["name"]} for d in ios_devices()]
+
+    def close(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def measure(self, bundle, runners: dict[str, Path]) -> dict:
+        return measure(self, bundle)
 
     def check(self) -> None:
         devices = {d["udid"]: d for d in ios_devices()}
@@ -131,16 +148,14 @@ class IosTarget(Target):
 
 
 def measure(target: IosTarget, bundle) -> dict:
-    fmt = bundle.config["format"]
-    if fmt not in ("coreml", "executorch"):
-        return {"status": "not_measurable", "runtime": fmt,
-                "reason": f"{fmt} has no iOS runner here; the XCTest app runs coreml and executorch"}
+    if bundle.runtime not in target.runtimes:
+        return not_measurable(bundle, "iOS here (the XCTest app)", target.runtimes)
     package = target.package_dir(bundle.name)
     target.push(bundle.folder, str(package))
     result = target.run(target.xcodebuild_argv(package), cwd=package)
     log = text(result.stdout) + "\n" + text(result.stderr)
     if result.returncode != 0 and not RESULT_MARKER.search(log):
-        return {"status": "failed", "runtime": fmt, "reason": f"xcodebuild test failed: {last_line(log.encode())}"}
+        return {"status": "failed", "runtime": bundle.runtime, "reason": f"xcodebuild test failed: {last_line(log.encode())}"}
     record = parse_xctest_output(log)
     facts = record.pop("device", None) or {}
     # The app knows the machine id (iPhone16,1); devicectl's marketing name stays the row's "model".

@@ -1,173 +1,31 @@
 """`pocketbert device run`: bundle each artifact, push it to a device, run it there, pull, parse, merge.
 
-A bundle is a folder: the artifact, its manifest, fixed inputs (.npy, and raw .bin for native runners)
-from a real tokenised QA pair, the outputs the artifact gives on the host (or PyTorch's where its runtime
-cannot run here), bundle.json (what to run and how often) and the standalone device_runner.py.
+Bundles are described in bundle.py; each target kind measures them its own way (targets.py).
 Each measured artifact is merged into OUT/results.json at once, so a device lost mid-run loses nothing
-already measured.
+already measured. Rows from an emulated board keep their output checks; their timings are marked
+emulated (device.emulated) and stay out of every ratio and plot.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.runtimes import gzip_size
-from pocketbert.bench.results import RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results
-from pocketbert.bench.stats import latency_stats
+from pocketbert.results import (
+    RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results, timing_is_real)
+from pocketbert.comparison import compare_logits
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export.base import FP32_TOLERANCE
-from pocketbert.export.task import validation_inputs
-from pocketbert.fsutil import write_json
-from pocketbert.manifest import MANIFEST_NAME, read_manifest
-from pocketbert.mobile_harness.targets import RUNNER_SCRIPT, DeviceLost, HostTarget, SshTarget, Target
+from pocketbert.fsutil import gzip_size
+from pocketbert.manifest import read_manifest
+from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, host_runner, make_bundle, model_name
+from pocketbert.mobile_harness.targets import DeviceLost, Target
+from pocketbert.results import (
+    RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results, timing_is_real)
 
-DEFAULT_SEQ_LEN = 384
-RUNTIMES = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch", "coreml": "coreml"}
 SPACE_MARGIN = 1.2  # room for the runner's own outputs and the file system's rounding
-
-
-@dataclass
-class Bundle:
-    folder: Path  # local staging folder; its name is also the folder name on the device
-    manifest: dict
-    config: dict  # bundle.json
-    role: str
-    source: Path  # the artifact folder it was made from
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-
-def choose_seq_len(manifest: dict, requested: int | None) -> int:
-    seq = manifest["sequence"]
-    allowed = (lambda n: seq["min"] <= n <= seq["max"]) if seq["dynamic"] else (lambda n: n in seq["lengths"])
-    if requested is not None:
-        if not allowed(requested):
-            shown = f"{seq['min']}..{seq['max']}" if seq["dynamic"] else seq["lengths"]
-            raise PocketbertError(f"artifact '{manifest['artifact']}' does not run length {requested} (it runs {shown}); "
-                                  "pass another --seq-len or re-export")
-        return requested
-    return DEFAULT_SEQ_LEN if allowed(DEFAULT_SEQ_LEN) else max(seq["lengths"])
-
-
-def model_name(manifest: dict) -> str:
-    source = manifest["source"]
-    return source.get("preset") or Path(str(source["checkpoint"]).rstrip("/")).name
-
-
-def expected_outputs(folder: Path, manifest: dict, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """The artifact's own outputs from its host runtime, or PyTorch's where that runtime cannot run here."""
-    from pocketbert.export.registry import get_format
-
-    try:
-        runner = get_format(manifest["format"]).load(folder / manifest["artifact"], manifest)
-        return [np.asarray(x, np.float32) for x in runner(inputs)], f"{manifest['format']} on the host"
-    except NotRunnableHere:
-        from pocketbert.export.task import exportable_qa, torch_reference
-        from pocketbert.modeling import load_qa_model
-
-        module = exportable_qa(load_qa_model(manifest["source"]["checkpoint"]).model)
-        return [np.asarray(x, np.float32) for x in torch_reference(module, inputs)], "pytorch on the host"
-
-
-def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int, runs: int, threads: int | None,
-                seq_len: int | None) -> Bundle:
-    from pocketbert.modeling import load_tokenizer
-
-    manifest = read_manifest(folder)
-    length = choose_seq_len(manifest, seq_len)
-    names = [spec["name"] for spec in manifest["inputs"]]
-    # Row 0 of the real validation pairs: mobile QA answers one question at a time.
-    inputs = {name: value[:1] for name, value in validation_inputs(load_tokenizer(folder), names, length).items()}
-    expected, expected_from = expected_outputs(folder, manifest, inputs)
-
-    bundle_dir = staging / f"{index:02d}-{role}-{manifest['format']}-{manifest['precision']}"
-    bundle_dir.mkdir(parents=True)
-    artifact = folder / manifest["artifact"]
-    (shutil.copytree if artifact.is_dir() else shutil.copy2)(artifact, bundle_dir / artifact.name)
-    shutil.copy2(folder / MANIFEST_NAME, bundle_dir / MANIFEST_NAME)
-    shutil.copy2(RUNNER_SCRIPT, bundle_dir / RUNNER_SCRIPT.name)
-    input_dtype = next(spec["dtype"] for spec in manifest["inputs"])
-    for name, value in inputs.items():
-        np.save(bundle_dir / f"input_{name}.npy", value)
-        # Native runners read raw little-endian bytes in the artifact's own input dtype.
-        value.astype(input_dtype).tofile(bundle_dir / f"input_{name}.bin")
-    for name, value in zip(("start_logits", "end_logits"), expected):
-        np.save(bundle_dir / f"expected_{name}.npy", value)
-    config = {
-        "artifact": artifact.name, "format": manifest["format"], "precision": manifest["precision"],
-        "seq_len": length, "warmup": warmup, "runs": runs, "threads": threads,
-        "inputs": {name: f"input_{name}.npy" for name in names},
-        "raw_inputs": {name: f"input_{name}.bin" for name in names}, "input_dtype": input_dtype,
-        "expected": ["expected_start_logits.npy", "expected_end_logits.npy"], "expected_from": expected_from,
-        # Reduced precisions are judged on argmax agreement only, as at export time.
-        "tolerance": FP32_TOLERANCE if manifest["precision"] == "fp32" else None,
-    }
-    write_json(bundle_dir / "bundle.json", config)
-    return Bundle(bundle_dir, manifest, config, role, folder)
-
-
-def bundle_bytes(bundle: Bundle) -> int:
-    return sum(p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file())
-
-
-def compare_outputs(outputs: list[np.ndarray], bundle: Bundle) -> dict:
-    """Device outputs against the expected ones (for runners that write their outputs as files)."""
-    expected = [np.load(bundle.folder / file) for file in bundle.config["expected"]]
-    diffs = [float(np.abs(out.reshape(exp.shape) - exp).max()) for out, exp in zip(outputs, expected)]
-    agree = all(bool((out.reshape(exp.shape).argmax(-1) == exp.argmax(-1)).all()) for out, exp in zip(outputs, expected))
-    tolerance = bundle.config["tolerance"]
-    return {"max_abs_diff": max(diffs), "tolerance": tolerance, "argmax_agree": agree,
-            "passed": max(diffs) <= tolerance if tolerance is not None else agree}
-
-
-def outcome(outputs: dict | None) -> dict:
-    """status/reason of a measured run from its output check (None: the runner could not write outputs)."""
-    if outputs is None or outputs["passed"]:
-        return {"status": "ok", "reason": None if outputs else "outputs not checked: this runner does not write them"}
-    return {"status": "failed", "reason": f"device outputs differ from the expected ones: max |diff| "
-                                          f"{outputs['max_abs_diff']:.2e}, argmax agree {outputs['argmax_agree']}"}
-
-
-def measure_with_python(target: Target, bundle: Bundle) -> dict:
-    """Host and ssh boards: push the bundle, run device_runner.py with the device's Python, pull result.json."""
-    remote = target.path(bundle.name)
-    target.push(bundle.folder, remote)
-    result = target.run([target.remote_python, target.path(bundle.name, RUNNER_SCRIPT.name), remote])
-    if result.returncode != 0:
-        lines = [ln for ln in result.stderr.decode(errors="replace").splitlines() if ln.strip()]
-        return {"status": "failed", "reason": f"device runner failed: {lines[-1] if lines else 'no output'}",
-                "runtime": RUNTIMES.get(bundle.config["format"])}
-    local = bundle.folder / "result.json"
-    target.pull(target.path(bundle.name, "result.json"), local)
-    data = json.loads(local.read_text())
-    return {"runtime": data["runtime"], "load_ms": data["load_ms"], "first_ms": data["first_ms"],
-            "latency_ms": latency_stats(data["latencies_ms"], warmup=data["warmup"]),
-            "peak_rss_bytes": data["peak_rss_bytes"], "outputs": data["outputs"],
-            "device_facts": {**data["device"], "runtime_version": data["runtime_version"]},
-            **outcome(data["outputs"])}
-
-
-def measure(target: Target, bundle: Bundle, runners: dict[str, Path]) -> dict:
-    from pocketbert.mobile_harness import android, ios_target
-    from pocketbert.mobile_harness.targets import AndroidTarget
-
-    if isinstance(target, (HostTarget, SshTarget)):
-        if bundle.config["format"] == "coreml":
-            return {"status": "not_measurable", "reason": "Core ML runs only on Apple devices; use an ios:UDID target",
-                    "runtime": "coreml"}
-        return measure_with_python(target, bundle)
-    if isinstance(target, AndroidTarget):
-        return android.measure(target, bundle, runners)
-    return ios_target.measure(target, bundle)
 
 
 def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None) -> dict:
@@ -175,7 +33,7 @@ def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None)
     artifact = bundle.source / manifest["artifact"]
     return make_record(
         model=model_name(manifest), role=bundle.role, artifact=str(bundle.source), format=manifest["format"],
-        runtime=measured.get("runtime") or RUNTIMES.get(manifest["format"]), backend=manifest.get("backend"),
+        runtime=measured.get("runtime") or bundle.runtime, backend=manifest.get("backend"),
         precision=manifest["precision"], seq_len=bundle.config["seq_len"], mode="model", threads=threads,
         device={**device, **(measured.get("device_facts") or {}), "target": device["target"]},
         random_weights=bool(manifest["source"].get("random_weights")), parameters=manifest.get("parameters"),
@@ -186,9 +44,9 @@ def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None)
     )
 
 
-def merge_into(out: Path, settings: dict, records: list[dict]) -> Path:
-    """Join device rows into OUT/results.json (created if absent), written atomically."""
-    extra = new_results(settings, records)
+def merge_into(out: Path, settings: dict, records: list[dict], evals: list[dict]) -> Path:
+    """Join device rows (and eval entries) into OUT/results.json (created if absent), written atomically."""
+    extra = {**new_results(settings, records), "eval": evals}
     path = out / RESULTS_NAME
     merged = merge_results(load_results(path), extra) if path.exists() else extra
     return save_results(path, merged)
@@ -196,8 +54,13 @@ def merge_into(out: Path, settings: dict, records: list[dict]) -> Path:
 
 def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, baseline: str | Path | None = None,
                   warmup: int = 10, runs: int = 50, threads: int | None = None, seq_len: int | None = None,
-                  runners: dict[str, Path] | None = None) -> list[dict]:
-    """Measure each artifact (and the baseline) on `target`; returns the records merged into OUT/results.json."""
+                  runners: dict[str, Path] | None = None, eval_data: str | Path | None = None,
+                  max_questions: int | None = None) -> list[dict]:
+    """Measure each artifact (and the baseline) on `target`; returns the records merged into OUT/results.json.
+
+    With `eval_data` (SQuAD v1.1 JSON) each artifact also answers its first `max_questions` questions on the
+    device; EM/F1 there and from the same artifact on this host go into results.json's "eval" entries.
+    """
     if runs < 1 or warmup < 0:
         raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
     if not artifacts:
@@ -208,6 +71,23 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
     items = [(Path(a), "candidate") for a in artifacts] + ([(Path(baseline), "baseline")] if baseline else [])
     for folder, _ in items:
         read_manifest(folder)  # every folder is checked before the device is touched
+    eval_set = load_eval_set(eval_data, max_questions) if eval_data is not None else None
+    try:
+        return _run(target, items, out, warmup, runs, threads, seq_len, runners or {}, eval_set)
+    finally:
+        target.close()
+
+
+def load_eval_set(data: str | Path, max_questions: int | None) -> EvalSet:
+    from pocketbert.qa import load_squad
+
+    if max_questions is not None and max_questions < 1:
+        raise PocketbertError("--max-questions must be at least 1")
+    return EvalSet(load_squad(data)[:max_questions], str(data))
+
+
+def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, runs: int, threads: int | None,
+         seq_len: int | None, runners: dict[str, Path], eval_set: EvalSet | None) -> list[dict]:
     target.check()
     device = {"target": target.spec, **target.info(), "threads": threads}
     settings = {"target": target.spec, "warmup": warmup, "runs": runs, "threads": threads, "output_checks": {}}
@@ -216,10 +96,10 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
         progress = tqdm(items, desc=f"device {target.spec}", unit="artifact")
         for index, (folder, role) in enumerate(progress):
             progress.set_postfix_str(folder.name)
-            bundle = make_bundle(folder, role, Path(staging), index, warmup, runs, threads, seq_len)
+            bundle = make_bundle(folder, role, Path(staging), index, warmup, runs, threads, seq_len, eval_set)
             try:
                 check_space(target, bundle)
-                measured = measure(target, bundle, runners or {})
+                measured = target.measure(bundle, runners)
                 target.remove(target.path(bundle.name))
             except DeviceLost as lost:
                 missing = [str(f) for f, _ in items[index:]]
@@ -228,11 +108,40 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
             record = to_record(bundle, measured, device, threads)
             settings["output_checks"][f"{role}:{folder}"] = {**(measured.get("outputs") or {}),
                                                              "expected_from": bundle.config["expected_from"]}
-            merge_into(out, settings, [record])
+            evals = [score_on_device(bundle, eval_set, record)] if eval_set is not None else []
+            merge_into(out, settings, [record], evals)
             done.append(record)
         progress.close()
     plot_device_results(out, target.spec)
     return done
+
+
+def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict) -> dict:
+    """EM/F1 from the logits the device returned for every window, beside the same artifact's on this host."""
+    from pocketbert.modeling import load_tokenizer
+    from pocketbert.qa import decode_answers, squad_scores
+
+    features = eval_set.features(load_tokenizer(bundle.source), bundle.config["seq_len"])
+    entry = {"model": record["model"], "artifact": record["artifact"], "format": record["format"],
+             "runtime": record["runtime"], "precision": record["precision"], "seq_len": record["seq_len"],
+             "data": eval_set.data, "random_weights": record["random_weights"], "device": record["device"],
+             "count": len(eval_set.examples), "exact_match": None, "f1": None, "host": None, "logits_vs_host": None,
+             "f1_retained": None, "verdict": "-"}
+    outputs = [bundle.folder / name for name in (bundle.config["eval"] or {}).get("outputs", [])]
+    if record["status"] != "ok" or not outputs or not all(path.is_file() for path in outputs):
+        return {**entry, "status": "not_measurable",
+                "reason": record["reason"] or f"{record['device']['target']} returned no logits for the questions"}
+    device_logits = [np.load(path) for path in outputs]
+    entry.update(squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *device_logits)))
+    try:
+        runner = host_runner(bundle.source, bundle.manifest)
+        host_logits = runner({name: features[name] for name in runner.input_names})
+        entry["host"] = squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *host_logits))
+        # Where F1 differs, this says whether the kernels differ a little (near-tied spans) or a lot.
+        entry["logits_vs_host"] = compare_logits(device_logits, host_logits, bundle.config["tolerance"])
+    except NotRunnableHere as reason:
+        entry["host"] = {"reason": str(reason)}
+    return {**entry, "status": "ok", "reason": None}
 
 
 def check_space(target: Target, bundle: Bundle) -> None:
@@ -249,10 +158,10 @@ def plot_device_results(out: Path, target: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pocketbert.bench.results import baseline_ratios
+    from pocketbert.results import baseline_ratios
 
-    records = [r for r in load_results(out)["records"]
-               if (r["device"] or {}).get("target") == target and r["status"] == "ok" and r["latency_ms"]]
+    records = [r for r in load_results(out)["records"] if (r["device"] or {}).get("target") == target
+               and r["status"] == "ok" and r["latency_ms"] and timing_is_real(r)]
     if not records:
         return None
     speedups = {(c["candidate"], c["runtime"], c["precision"]): c["speedup"] for c in baseline_ratios(records)}

@@ -1,4 +1,6 @@
-"""Devices behind one interface: push files, run an argument list, pull files, describe, measure free space.
+"""Devices behind one interface: push files, run an argument list, pull files, describe, measure free space,
+measure a bundle. Each platform is one module that registers its Target class here by kind (the part of
+`--target` before the colon): linux.py (host, ssh), board.py (board), android.py, ios_target.py.
 
 Every command is an argument list. Where a remote shell must read a command line (`adb shell`, `ssh`),
 each argument is quoted with shlex.quote on its own, so device paths and model names with spaces or
@@ -6,23 +8,20 @@ quotes arrive as they were written.
 """
 from __future__ import annotations
 
-import json
+import importlib
 import posixpath
-import re
 import shlex
-import shutil
 import subprocess
-import sys
-import tarfile
-import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from pocketbert.errors import PocketbertError
 
-RUNNER_SCRIPT = Path(__file__).with_name("device_runner.py")
 DEFAULT_TIMEOUT_S = 1800
+# The modules that register a Target kind; imported on first use, as the export registry finds formats.
+PLATFORM_MODULES = ("linux", "board", "android", "ios_target")
 
 
 class DeviceLost(PocketbertError):
@@ -70,14 +69,42 @@ def parse_df_available(output: str) -> int:
     return int(rows[-1][3]) * 1024
 
 
+@dataclass
+class TargetOptions:
+    """What `device run` passes to every target; each kind reads the options that apply to it."""
+
+    workdir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
+    ssh_options: list[str] = field(default_factory=list)
+    remote_python: str | None = None
+
+
 class Target(ABC):
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # the registry key: `--target KIND[:...]`
     default_workdir: ClassVar[str]
+    # "KIND:..." as `device run --help` and errors show it.
+    usage: ClassVar[str]
 
     def __init__(self, spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
         self.spec = spec
         self.workdir = workdir or self.default_workdir
         self.timeout = timeout
+
+    @classmethod
+    def from_spec(cls, spec: str, options: TargetOptions) -> "Target":
+        return cls(spec, options.workdir, options.timeout)
+
+    @classmethod
+    def discover(cls) -> list[dict]:
+        """Targets of this kind reachable now: {target, state, note}; absent tools are a row, not an error."""
+        return []
+
+    @abstractmethod
+    def measure(self, bundle, runners: dict[str, Path]) -> dict:
+        """Run one bundle on the device: status/reason, runtime, timings, outputs check, device_facts."""
+
+    def close(self) -> None:
+        """Remove what this target made on the host for the run (a staging folder); nothing by default."""
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.workdir, *parts)
@@ -110,267 +137,46 @@ class Target(ABC):
         self.run(["rm", "-rf", remote])
 
 
-class HostTarget(Target):
-    """This machine, through the same bundle, push, run, pull path as a board; the "device" is a local folder."""
 
-    kind = "host"
-    default_workdir = ""
-    remote_python = sys.executable
-
-    def __init__(self, spec: str = "host", workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
-        super().__init__(spec, workdir or tempfile.mkdtemp(prefix="pocketbert-host-device-"), timeout)
-
-    def check(self) -> None:
-        Path(self.workdir).mkdir(parents=True, exist_ok=True)
-
-    def push(self, local: Path, remote: str) -> None:
-        if local.is_dir():
-            shutil.copytree(local, remote, dirs_exist_ok=True)
-        else:
-            Path(remote).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(local, remote)
-
-    def run(self, argv, timeout=None):
-        return call([str(a) for a in argv], timeout=timeout or self.timeout)
-
-    def pull(self, remote: str, local: Path) -> None:
-        shutil.copy2(remote, local)
-
-    def info(self) -> dict:
-        from pocketbert.mobile_harness.device_runner import device_facts
-
-        return device_facts()
-
-    def free_space(self) -> int:
-        return shutil.disk_usage(self.workdir).free
-
-    def remove(self, remote: str) -> None:
-        shutil.rmtree(remote, ignore_errors=True)
+TARGET_KINDS: dict[str, type[Target]] = {}
 
 
-class SshTarget(Target):
-    """A Linux board over ssh (`ssh:user@host[:port]`), running the Python runtimes it has installed."""
-
-    kind = "ssh"
-    default_workdir = "/tmp/pocketbert-device"
-
-    def __init__(self, spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 ssh_options: list[str] | None = None, remote_python: str = "python3"):
-        super().__init__(spec, workdir, timeout)
-        match = re.fullmatch(r"ssh:([^@:\s]+@)?([^@:\s]+)(?::(\d+))?", spec)
-        if not match:
-            raise PocketbertError(f"ssh target '{spec}' is not ssh:user@host[:port]; e.g. ssh:pi@192.168.1.20:22")
-        self.destination = (match.group(1) or "") + match.group(2)
-        self.port = match.group(3) or "22"
-        self.ssh_options = list(ssh_options or [])
-        self.remote_python = remote_python
-
-    def _ssh(self) -> list[str]:
-        # BatchMode: a password prompt would hang a benchmark; keys only.
-        options = [arg for opt in self.ssh_options for arg in ("-o", opt)]
-        return ["ssh", "-p", self.port, "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", *options, self.destination]
-
-    def _remote(self, argv: list[str], timeout: float | None, input: bytes | None = None):
-        result = call([*self._ssh(), remote_command(argv)], timeout=timeout or self.timeout, input=input)
-        if result.returncode == 255:  # ssh's own failure, never the remote program's
-            raise DeviceLost(f"ssh to {self.destination}:{self.port} failed: {last_line(result.stderr)}; "
-                             "check the board is up and `ssh -p PORT user@host` works without a password")
-        return result
-
-    def check(self) -> None:
-        result = self._remote(["mkdir", "-p", self.workdir], timeout=60)
-        if result.returncode != 0:
-            raise PocketbertError(f"cannot create '{self.workdir}' on {self.destination}: {last_line(result.stderr)}; "
-                                  "pass a writable --workdir")
-
-    def run(self, argv, timeout=None):
-        return self._remote([str(a) for a in argv], timeout)
-
-    def push(self, local: Path, remote: str) -> None:
-        # One tar stream through ssh: no scp path quoting rules, one connection per bundle.
-        with tempfile.TemporaryFile() as archive:
-            with tarfile.open(fileobj=archive, mode="w") as tar:
-                if local.is_dir():
-                    for child in sorted(local.iterdir()):
-                        tar.add(child, arcname=child.name)
-                    target_dir = remote
-                else:
-                    tar.add(local, arcname=posixpath.basename(remote))
-                    target_dir = posixpath.dirname(remote)
-            archive.seek(0)
-            script = 'mkdir -p "$1" && tar -xf - -C "$1"'
-            result = self._remote(["sh", "-c", script, "sh", target_dir], timeout=None, input=archive.read())
-        if result.returncode != 0:
-            raise PocketbertError(f"copying to {self.destination}:{remote} failed: {last_line(result.stderr)}")
-
-    def pull(self, remote: str, local: Path) -> None:
-        result = self._remote(["cat", remote], timeout=None)
-        if result.returncode != 0:
-            raise PocketbertError(f"reading {self.destination}:{remote} failed: {last_line(result.stderr)}")
-        local.write_bytes(result.stdout)
-
-    def info(self) -> dict:
-        result = self._remote([self.remote_python, "-", "--facts"], timeout=60, input=RUNNER_SCRIPT.read_bytes())
-        if result.returncode != 0:
-            raise PocketbertError(f"'{self.remote_python}' on {self.destination} failed: {last_line(result.stderr)}; "
-                                  "pass --remote-python PATH to a Python 3 with numpy")
-        return json.loads(text(result.stdout))
-
-    def free_space(self) -> int:
-        result = self._remote(["df", "-Pk", self.workdir], timeout=60)
-        return parse_df_available(text(result.stdout))
+def register_target(cls: type[Target]) -> type[Target]:
+    TARGET_KINDS[cls.kind] = cls
+    return cls
 
 
-ADB_LOST = re.compile(r"device '.*' not found|no devices/emulators found|device offline|device .* not found|"
-                      r"protocol fault|connection reset|closed", re.IGNORECASE)
-ELF_MACHINE_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
+def _discover() -> None:
+    for name in PLATFORM_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
 
 
-def adb_devices() -> dict[str, str]:
-    """{serial: state} from `adb devices` (state: device, unauthorized, offline, ...)."""
-    result = call(["adb", "devices"], timeout=60)
-    states = {}
-    for line in text(result.stdout).splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 2:
-            states[parts[0]] = parts[1]
-    return states
-
-
-def elf_abi(binary: Path) -> str:
-    """The Android ABI an ELF binary was built for (from e_machine), or an error naming what it is."""
-    header = binary.read_bytes()[:20]
-    if header[:4] != b"\x7fELF" or len(header) < 20:
-        raise PocketbertError(f"runner '{binary}' is not an ELF executable; build it for Android with the NDK")
-    order = "little" if header[5] == 1 else "big"
-    machine = int.from_bytes(header[18:20], order)
-    return ELF_MACHINE_ABIS.get(machine, f"ELF machine {machine}")
-
-
-class AndroidTarget(Target):
-    """A phone over adb (`android:SERIAL`), running Google's benchmark_model or an ExecuTorch runner."""
-
-    kind = "android"
-    default_workdir = "/data/local/tmp/pocketbert"
-
-    def __init__(self, spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
-        super().__init__(spec, workdir, timeout)
-        self.serial = spec.split(":", 1)[1]
-        if not self.serial:
-            raise PocketbertError("android target needs a serial: android:SERIAL (see `pocketbert device list`)")
-        self._props: dict | None = None
-
-    def _adb(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        result = call(["adb", "-s", self.serial, *args], timeout=timeout or self.timeout)
-        if result.returncode != 0 and ADB_LOST.search(text(result.stderr)):
-            raise DeviceLost(f"android device {self.serial} is gone ({last_line(result.stderr)}); "
-                             "reconnect it and check `adb devices`")
-        return result
-
-    def check(self) -> None:
-        states = adb_devices()
-        state = states.get(self.serial)
-        if state is None:
-            known = ", ".join(f"{s} ({st})" for s, st in states.items()) or "none"
-            raise PocketbertError(f"no android device '{self.serial}' is connected (adb sees: {known}); "
-                                  "plug it in with USB debugging on, or pick one from `pocketbert device list`")
-        if state == "unauthorized":
-            raise PocketbertError(f"android device {self.serial} is unauthorized; unlock it and accept the "
-                                  "'Allow USB debugging' prompt, then rerun")
-        if state != "device":
-            raise PocketbertError(f"android device {self.serial} is {state}; reconnect it (`adb reconnect`) and rerun")
-        self.run(["mkdir", "-p", self.workdir])
-
-    def run(self, argv, timeout=None):
-        return self._adb("shell", remote_command([str(a) for a in argv]), timeout=timeout)
-
-    def push(self, local: Path, remote: str) -> None:
-        # adb push/pull use the sync protocol: paths are never read by a shell, so no quoting here.
-        if local.is_dir():
-            self.run(["mkdir", "-p", remote])
-            for child in sorted(local.iterdir()):
-                self.push(child, posixpath.join(remote, child.name))
-            return
-        result = self._adb("push", str(local), remote)
-        if result.returncode != 0:
-            raise PocketbertError(f"adb push to {remote} failed: {last_line(result.stderr)}")
-
-    def pull(self, remote: str, local: Path) -> None:
-        result = self._adb("pull", remote, str(local))
-        if result.returncode != 0:
-            raise PocketbertError(f"adb pull of {remote} failed: {last_line(result.stderr)}")
-
-    def properties(self) -> dict:
-        """All `getprop` values ("[key]: [value]" lines), read once."""
-        if self._props is None:
-            output = text(self.run(["getprop"]).stdout)
-            self._props = dict(re.findall(r"^\[([^\]]+)\]: \[(.*)\]\s*$", output, re.MULTILINE))
-        return self._props
-
-    def abi(self) -> str:
-        return self.properties().get("ro.product.cpu.abi", "unknown")
-
-    def info(self) -> dict:
-        props = self.properties()
-        governor = self.run(["cat", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"])
-        thermal = re.search(r"Thermal Status:\s*(\d+)", text(self.run(["dumpsys", "thermalservice"]).stdout))
-        return {
-            "model": " ".join(filter(None, (props.get("ro.product.manufacturer"), props.get("ro.product.model")))) or None,
-            "soc": props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware"),
-            "os": f"Android {props.get('ro.build.version.release', '?')} (SDK {props.get('ro.build.version.sdk', '?')})",
-            "abi": props.get("ro.product.cpu.abi"),
-            "governor": text(governor.stdout).strip() or None if governor.returncode == 0 else None,
-            # Android's thermal status: 0 none, 1 light, 2 moderate, 3 severe ... (PowerManager.THERMAL_STATUS_*).
-            "thermal": {"status": int(thermal.group(1))} if thermal else None,
-        }
-
-    def free_space(self) -> int:
-        return parse_df_available(text(self.run(["df", "-k", self.workdir]).stdout))
-
-    def check_runner(self, binary: Path) -> None:
-        """Refuse a runner that is missing or built for another ABI before anything is pushed."""
-        if not binary.is_file():
-            raise PocketbertError(f"runner binary '{binary}' does not exist; build it as mobile_harness/README.md says")
-        built_for, device_abi = elf_abi(binary), self.abi()
-        compatible = {device_abi, *self.properties().get("ro.product.cpu.abilist", "").split(",")}
-        if built_for not in compatible:
-            raise PocketbertError(f"runner '{binary.name}' is built for {built_for} but device {self.serial} is "
-                                  f"{device_abi}; rebuild it with the NDK for {device_abi}")
+def split_spec(spec: str, kind: str) -> str:
+    """The part after "KIND:", refused in one line when empty (android: with no serial, ios: with no id)."""
+    rest = spec.split(":", 1)[1] if ":" in spec else ""
+    if not rest:
+        raise PocketbertError(f"target '{spec}' names no device: use {TARGET_KINDS[kind].usage} "
+                              "(see `pocketbert device list`)")
+    return rest
 
 
 def parse_target(spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                  ssh_options: list[str] | None = None, remote_python: str | None = None) -> Target:
-    from pocketbert.mobile_harness.ios_target import IosTarget
-
+    _discover()
     kind = spec.split(":", 1)[0]
-    if spec == "host":
-        return HostTarget(spec, workdir, timeout)
-    if kind == "ssh":
-        return SshTarget(spec, workdir, timeout, ssh_options, remote_python or "python3")
-    if kind == "android":
-        return AndroidTarget(spec, workdir, timeout)
-    if kind == "ios":
-        return IosTarget(spec, workdir, timeout)
-    raise PocketbertError(f"unknown target '{spec}'; use host, ssh:user@host[:port], android:SERIAL or ios:UDID "
-                          "(see `pocketbert device list`)")
+    if kind not in TARGET_KINDS:
+        usages = ", ".join(cls.usage for cls in TARGET_KINDS.values())
+        raise PocketbertError(f"unknown target '{spec}'; use {usages} (see `pocketbert device list`)")
+    options = TargetOptions(workdir, timeout, list(ssh_options or []), remote_python)
+    return TARGET_KINDS[kind].from_spec(spec, options)
+
+
+def target_usages() -> str:
+    _discover()
+    return " | ".join(cls.usage for cls in TARGET_KINDS.values())
 
 
 def list_targets() -> list[dict]:
     """Every target reachable now, with its state; tools that are absent are reported, not fatal."""
-    from pocketbert.mobile_harness.ios_target import ios_devices
-
-    found = [{"target": "host", "state": "ready", "note": "this machine, through the bundle path"}]
-    if shutil.which("adb"):
-        for serial, state in adb_devices().items():
-            found.append({"target": f"android:{serial}", "state": state,
-                          "note": "accept the USB debugging prompt" if state == "unauthorized" else ""})
-    else:
-        found.append({"target": "android:*", "state": "adb not on PATH", "note": TOOL_HINTS["adb"]})
-    if shutil.which("xcrun"):
-        for device in ios_devices():
-            found.append({"target": f"ios:{device['udid']}", "state": device["state"], "note": device["name"]})
-    else:
-        found.append({"target": "ios:*", "state": "xcrun not on PATH", "note": TOOL_HINTS["xcrun"]})
-    found.append({"target": "ssh:user@host[:port]", "state": "not discoverable",
-                  "note": "any Linux board you can `ssh` into without a password"})
-    return found
+    _discover()
+    return [entry for cls in TARGET_KINDS.values() for entry in cls.discover()]

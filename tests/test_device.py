@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pocketbert.bench.results import load_results
+from pocketbert.results import load_results
 from pocketbert.errors import PocketbertError
 from pocketbert.mobile_harness.run import run_on_device
-from pocketbert.mobile_harness.targets import HostTarget, SshTarget, parse_target, remote_command
+from pocketbert.mobile_harness.linux import HostTarget, SshTarget
+from pocketbert.mobile_harness.targets import parse_target, remote_command
 
 SSHD = "/usr/sbin/sshd"
 # A workdir a shell would split or unquote: every remote command must survive it.
@@ -94,6 +95,8 @@ def test_ssh_target_runs_a_tiny_onnx_artifact_for_real(sshd, onnx_artifacts, tmp
     workdir = str(tmp / AWKWARD_DIR)
     target = parse_target(spec, workdir=workdir, ssh_options=options, remote_python=sys.executable)
     assert isinstance(target, SshTarget)
+    ssh_argv = target._ssh()
+    assert ssh_argv[-2:] == ["--", target.destination], "nothing after `--` can be read as an ssh option"
 
     # Arguments with spaces, quotes and $ reach the remote program unchanged.
     echoed = target.run([sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))", AWKWARD_DIR, "a;b"])
@@ -127,7 +130,9 @@ def test_ssh_target_unreachable_is_one_line(tmp_path, sshd):
 def test_host_target_end_to_end_merges_beside_existing_rows(onnx_artifacts, tmp_path):
     student, baseline = onnx_artifacts
     out = tmp_path / "results"
-    first = run_on_device(HostTarget(), [student], out, warmup=1, runs=3)
+    host = HostTarget()
+    first = run_on_device(host, [student], out, warmup=1, runs=3)
+    assert not Path(host.workdir).exists(), "the host target's own temp folder is removed after the run"
     again = run_on_device(HostTarget(), [student], out, baseline=baseline, warmup=1, runs=4)
     results = load_results(out)
     # The repeated candidate measurement replaces the older one; the baseline joins beside it.
@@ -142,6 +147,14 @@ def test_bad_inputs_are_one_line_errors(onnx_artifacts, tmp_path):
         parse_target("usb:1234")
     with pytest.raises(PocketbertError, match="ssh:user@host"):
         parse_target("ssh:user@host:notaport")
+    for option_like in ("ssh:-oProxyCommand=touch /tmp/pwned", "ssh:-oProxyCommand=x@host"):
+        with pytest.raises(PocketbertError, match="ssh:user@host"):
+            parse_target(option_like)
+    for no_device in ("android:", "ios:", "android", "board:"):
+        with pytest.raises(PocketbertError, match=f"target '{no_device}' names no device"):
+            parse_target(no_device)
+    with pytest.raises(PocketbertError, match="contains ',' or ':'"):
+        parse_target("android:SERIAL", workdir="/data/local/tmp/a,b")
     with pytest.raises(PocketbertError, match="does not run length 1000"):
         run_on_device(HostTarget(), [student], tmp_path / "r", seq_len=1000)
     with pytest.raises(PocketbertError, match="does not exist"):
@@ -152,7 +165,8 @@ def test_cli_device_list_and_run(onnx_artifacts, tmp_path, capsys):
     from pocketbert.cli import main
 
     assert main(["device", "list"]) == 0
-    assert "host" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "host" in listed and "board:arm64" in listed
     student, _ = onnx_artifacts
     assert main(["device", "run", "--target", "host", str(student), "--out", str(tmp_path / "o"),
                  "--warmup", "1", "--runs", "2"]) == 0

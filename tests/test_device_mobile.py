@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketbert.bench.results import load_results
+from pocketbert.results import load_results
 from pocketbert.errors import PocketbertError
 from pocketbert.manifest import MANIFEST_SCHEMA, write_manifest
-from pocketbert.mobile_harness import run as run_module
-from pocketbert.mobile_harness.run import run_on_device
-from pocketbert.mobile_harness.android import parse_benchmark_model, parse_executor_runner
+from pocketbert.mobile_harness import bundle as bundle_module
+from pocketbert.mobile_harness.android import AndroidTarget, elf_abi, parse_benchmark_model, parse_executor_runner
 from pocketbert.mobile_harness.ios_target import IosTarget, parse_devicectl_list, parse_xctest_output
-from pocketbert.mobile_harness.targets import AndroidTarget, DeviceLost, elf_abi, parse_target
+from pocketbert.mobile_harness.run import run_on_device
+from pocketbert.mobile_harness.targets import DeviceLost, parse_target
 
 DATA = Path(__file__).parent / "data" / "device"
 SERIAL = "38011FDJH00AB3"
@@ -160,7 +160,7 @@ def artifact_factory(tmp_path, monkeypatch):
 
     tokenizer = load_tokenizer(embedded_teacher_dir())
     # Expected outputs would come from the host runtime; these stand-in files have none.
-    monkeypatch.setattr(run_module, "expected_outputs", lambda folder, manifest, inputs: (
+    monkeypatch.setattr(bundle_module, "expected_outputs", lambda folder, manifest, inputs: (
         [np.linspace(-1, 1, SEQ, dtype=np.float32)[None], np.linspace(1, -1, SEQ, dtype=np.float32)[None]], "test"))
 
     def make(name: str, fmt: str, suffix: str, role_checkpoint: str = "runs/student") -> Path:
@@ -292,7 +292,9 @@ def test_devicectl_and_xctest_parsing():
 
 def test_ios_end_to_end_through_xcodebuild(fake_tools, artifact_factory, tmp_path, monkeypatch):
     student = artifact_factory("student coreml", "coreml", ".mlpackage")
-    records = run_on_device(parse_target(f"ios:{UDID}"), [student], tmp_path / "out", warmup=10, runs=50)
+    target = parse_target(f"ios:{UDID}")
+    records = run_on_device(target, [student], tmp_path / "out", warmup=10, runs=50)
+    assert not Path(target.workdir).exists(), "the staged Swift package folder is removed after the run"
     record = records[0]
     assert record["status"] == "ok" and record["latency_ms"]["mean"] == pytest.approx(9.81)
     assert record["device"]["model"] == "iPhone 15 Pro" and record["device"]["thermal"] == "nominal"
@@ -304,7 +306,7 @@ def test_ios_end_to_end_through_xcodebuild(fake_tools, artifact_factory, tmp_pat
 
 
 def test_ios_package_is_complete():
-    package = Path(run_module.__file__).with_name("ios")
+    package = Path(bundle_module.__file__).with_name("ios")
     swift = (package / "Package.swift").read_text()
     assert "PocketbertBenchTests" in swift and ".copy(\"Bundle\")" in swift
     test = (package / "Tests" / "PocketbertBenchTests" / "PocketbertBenchTests.swift").read_text()
