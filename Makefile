@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned on every install line: an unpinned resolve pulls GBs of CUDA wheels.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test demo ablation clean
+.PHONY: setup test demo ablation clean board
 
 setup: $(STAMP)
 
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml Makefile
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
+
+# The emulated arm64 board the device tests run on (target board:arm64): needs root and Debian's qemu-user-static,
+# debootstrap, binfmt-support. Built once into ~/.cache/pocketbert/board (about 10 min); later runs only start it.
+board: setup
+	dpkg -s qemu-user-static debootstrap binfmt-support >/dev/null 2>&1 \
+		|| { apt-get update -q && apt-get install -y -q qemu-user-static debootstrap binfmt-support; } \
+		|| echo "warning: could not install qemu-user-static debootstrap binfmt-support (need root)"
+	$(VENV)/bin/pocketbert device board up
 
 demo: setup
 	$(VENV)/bin/pocketbert demo
