@@ -14,9 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pocketbert.bench.report import INT8_F1_GOAL, INT8_F1_RULE, render_eval_table, write_report
-from pocketbert.bench.runtimes import Target, load_runner, open_target, open_targets, tokenizer_for
+from pocketbert.bench.runtimes import Target, load_runner, open_target, open_targets, stand_in, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.fsutil import atomic_write_text, read_json, write_json
+from pocketbert.fsutil import atomic_write_text, make_dirs, read_json, write_json
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import PRESETS
 from pocketbert.qa import (QAWindow, best_answers, decode_nbest, load_squad, prepare_features, question_scores,
@@ -81,6 +81,8 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
     if not models:
         raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints, or --predictions FILE")
     examples = load_squad(data)
+    if out is not None:
+        make_dirs(out)  # a folder that cannot be written fails now, not after every model has run
     entries, checkpoint_predictions = [], {}
 
     def checkpoint_nbest(checkpoint: str, window: QAWindow, runner=None) -> dict:
@@ -102,6 +104,7 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
             entries.append({**entry, "status": "not_measurable", "reason": str(reason), "exact_match": None,
                             "f1": None, "count": len(examples)})
             continue
+        entry["runtime"] = stand_in(runner) or target.runtime
         if target.format == EAGER_FORMAT:
             nbest = checkpoint_nbest(target.path, fitted, runner)
         else:
@@ -156,7 +159,6 @@ def judge(entry: dict) -> dict:
 
 
 def write_outputs(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / EVAL_NAME, report)
     if (out / RESULTS_NAME).is_file():
         results = load_results(out / RESULTS_NAME)

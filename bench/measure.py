@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.runtimes import Target, encoder_flops, load_runner, open_target, open_targets, tokenizer_for
+from pocketbert.bench.runtimes import (Target, encoder_flops, load_timed_runner, open_target, open_targets,
+                                      tokenizer_for)
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.fsutil import atomic_dir
+from pocketbert.fsutil import atomic_dir, make_dirs
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
@@ -110,7 +111,7 @@ def _import_load_path(target: Target) -> None:
         try:
             importlib.import_module(module)
         except ImportError:
-            pass  # load_runner names the missing package
+            pass  # loading names the missing package
     if target.format == EAGER_FORMAT:
         from transformers import AutoModelForQuestionAnswering  # noqa: F401  (lazy module: resolve it now)
 
@@ -122,7 +123,7 @@ def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
     import_rss = _rss_bytes()
     start = time.perf_counter()
     try:
-        runner = load_runner(target, threads)
+        runner = load_timed_runner(target, threads)
     except NotRunnableHere as reason:
         return {"status": "not_measurable", "reason": str(reason)}
     load_ms = 1000 * (time.perf_counter() - start)
@@ -214,8 +215,7 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
     if bad:
         raise PocketbertError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     threads = threads or len(os.sched_getaffinity(0))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out)
     lengths = sorted(set(seq_lens) | set(sweep))
     if not lengths or min(lengths) < 8:
         raise PocketbertError("sequence lengths must be at least 8 tokens")
@@ -242,7 +242,7 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
         t.parameters = t.parameters or parameters
         t.extra["probe"] = facts
         try:
-            runners[t.label] = load_runner(t, threads)
+            runners[t.label] = load_timed_runner(t, threads)
             t.lengths = runners[t.label].lengths  # the runtime knows best: ONNX runs any length up to the max
             tokenizers[t.label] = tokenizer_for(t)
         except NotRunnableHere as reason:  # the probe ran it; only a mismatch between processes lands here

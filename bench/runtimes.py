@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketbert.errors import PocketbertError
+from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export.registry import format_class
 from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
@@ -134,6 +134,23 @@ def load_runner(target: Target, threads: int | None = None):
         return pytorch_runner(target.path, threads)
     exporter = format_class(target.format)()
     return exporter.load(Path(target.path) / target.manifest["artifact"], target.manifest, threads)
+
+
+def stand_in(runner) -> str | None:
+    """What runs the artifact when it is not its own runtime (Core ML's numpy reference evaluator off macOS)."""
+    from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME
+
+    return EVALUATOR_RUNTIME if runner.info.get("runtime") == EVALUATOR_RUNTIME else None
+
+
+def load_timed_runner(target: Target, threads: int | None = None):
+    """`load_runner` for latency: NotRunnableHere where only a stand-in runs the artifact, whose outputs are right
+    but whose speed says nothing about the runtime."""
+    runner = load_runner(target, threads)
+    if stand_in(runner):
+        raise NotRunnableHere(f"{target.runtime} cannot run here ({runner.info.get('why') or 'not this platform'}); "
+                              f"the {stand_in(runner)} checks outputs only, its timings are not {target.runtime}'s")
+    return runner
 
 
 def pytorch_runner(checkpoint: str, threads: int | None = None):
