@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 import warnings
 
 from pocketbert.errors import PocketbertError
+from pocketbert.fsutil import interrupt_signal, interrupts_handled
 
 # Each stage's cli module adds its own subcommands; registering by module keeps stages independent.
 STAGE_CLIS = (
@@ -51,6 +54,10 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|coremltools|executorch|litert_torch)")
 
 
+# Output locations a user picked badly: read-only, not permitted, a file where a folder must go, a full disk.
+USER_FIXABLE_OS_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Offline by design: never let transformers reach for a hub that is not there.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,13 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
-        result = args.func(args)
+        with interrupts_handled():
+            result = args.func(args)
     except PocketbertError as err:
         print(f"pocketbert: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pocketbert: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        signum = interrupt_signal()
+        print(f"pocketbert: interrupted ({signal.Signals(signum).name}); nothing half-written was kept", file=sys.stderr)
+        return 128 + signum
+    except OSError as err:
+        if err.errno not in USER_FIXABLE_OS_ERRORS:
+            raise
+        where = f" '{err.filename}'" if err.filename else ""
+        print(f"pocketbert: error: {err.strerror}{where}; outputs need a writable folder with free space, "
+              f"not one under a file", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
