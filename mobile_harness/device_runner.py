@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def load_onnx(path: Path, threads: int | None):
+def load_onnx(path: Path, threads: int | None, seq_len: int):
     import onnxruntime as ort
 
     settings = ort.SessionOptions()
@@ -82,7 +82,7 @@ def load_tflite(path: Path, threads: int | None, seq_len: int):
     return run, runtime
 
 
-def load_executorch(path: Path, threads: int | None):
+def load_executorch(path: Path, threads: int | None, seq_len: int):
     import torch
     from executorch.runtime import Runtime
 
@@ -94,6 +94,9 @@ def load_executorch(path: Path, threads: int | None):
         return [out.numpy() for out in method.execute([torch.from_numpy(value) for value in feed.values()])]
 
     return run, ("executorch", version("executorch"))
+
+
+LOADERS = {"onnx": load_onnx, "tflite": load_tflite, "executorch": load_executorch}
 
 
 def version(package: str) -> str | None:
@@ -171,14 +174,9 @@ def main(bundle: Path) -> dict:
     feed = {name: np.load(bundle / file) for name, file in config["inputs"].items()}
     artifact = bundle / config["artifact"]
     started = time.perf_counter()
-    if config["format"] == "onnx":
-        run, runtime = load_onnx(artifact, config["threads"])
-    elif config["format"] == "tflite":
-        run, runtime = load_tflite(artifact, config["threads"], config["seq_len"])
-    elif config["format"] == "executorch":
-        run, runtime = load_executorch(artifact, config["threads"])
-    else:
+    if config["format"] not in LOADERS:
         raise SystemExit(f"format {config['format']} has no runner on this device")
+    run, runtime = LOADERS[config["format"]](artifact, config["threads"], config["seq_len"])
     load_ms = (time.perf_counter() - started) * 1e3
 
     started = time.perf_counter()
