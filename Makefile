@@ -25,7 +25,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 # The emulated arm64 board the device tests run on (target board:arm64): needs root and Debian's qemu-user-static,
-# debootstrap, binfmt-support. Built once into ~/.cache/pocketbert/board (about 10 min); later runs only start it.
+# debootstrap, binfmt-support. Built once into ~/.cache/pocketbert/board (29 min fresh here, see README); later runs only start it.
 board: setup
 	dpkg -s qemu-user-static debootstrap binfmt-support >/dev/null 2>&1 \
 		|| { apt-get update -q && apt-get install -y -q qemu-user-static debootstrap binfmt-support; } \
