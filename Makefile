@@ -5,10 +5,18 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # torch is pinned on every install line: an unpinned resolve pulls GBs of CUDA wheels.
 TORCH_PIN := torch==2.13.0
+# The platform loaders the loader tests open our artifacts with, each in its own environment (they pin older
+# transformers / protobuf than ours); none of them is a dependency of the pocketbert package.
+OPTIMUM_VENV := .venv-optimum
+OPTIMUM_PIN := optimum-onnx[onnxruntime]==0.1.0
+TFLITE_SUPPORT_VENV := .venv-tflite-support
+TFLITE_SUPPORT_PINS := tflite-support==0.4.4 protobuf==3.20.3
+NODE_DIR := .node
+TRANSFORMERS_JS_PIN := @huggingface/transformers@4.3.2
 
 .PHONY: setup test demo ablation clean board
 
-setup: $(STAMP)
+setup: $(STAMP) $(OPTIMUM_VENV)/.installed $(TFLITE_SUPPORT_VENV)/.installed $(NODE_DIR)/.installed
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +28,26 @@ $(STAMP): pyproject.toml Makefile
 	test -x /usr/sbin/sshd || { apt-get update -q && apt-get install -y -q openssh-server; } \
 		|| echo "warning: could not install openssh-server (need root): the ssh device tests will fail"
 	touch $(STAMP)
+
+$(OPTIMUM_VENV)/.installed: Makefile
+	test -x $(OPTIMUM_VENV)/bin/python || python3 -m venv $(OPTIMUM_VENV)
+	$(OPTIMUM_VENV)/bin/pip install -q $(TORCH_PIN) '$(OPTIMUM_PIN)'
+	touch $@
+
+$(TFLITE_SUPPORT_VENV)/.installed: Makefile
+	# tflite-support's native library needs libusb-1.0 to import. (No torch here: nothing in this venv uses it.)
+	ldconfig -p | grep -q libusb-1.0.so.0 || { apt-get update -q && apt-get install -y -q libusb-1.0-0; } \
+		|| echo "warning: could not install libusb-1.0-0 (need root): the Task Library tests will fail"
+	test -x $(TFLITE_SUPPORT_VENV)/bin/python || python3 -m venv $(TFLITE_SUPPORT_VENV)
+	$(TFLITE_SUPPORT_VENV)/bin/pip install -q $(TFLITE_SUPPORT_PINS)
+	touch $@
+
+$(NODE_DIR)/.installed: Makefile
+	command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	# onnxruntime-node's postinstall downloads CUDA binaries and fails offline; its CPU binary ships in the package.
+	mkdir -p $(NODE_DIR) && ONNXRUNTIME_NODE_INSTALL=skip npm install -q --prefix $(NODE_DIR) --no-audit --no-fund \
+		$(TRANSFORMERS_JS_PIN)
+	touch $@
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
@@ -40,4 +68,4 @@ ablation: setup
 	$(VENV)/bin/pocketbert distill ablation
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(OPTIMUM_VENV) $(TFLITE_SUPPORT_VENV) $(NODE_DIR) runs

@@ -27,6 +27,8 @@ MODEL_FILE_IDENTIFIER = b"TFL3"
 MIN_PARSER_VERSION = "1.1.0"
 # The only sequence length BertQuestionAnswerer feeds (its kMaxSeqLen); it also lower-cases every text.
 TASK_LIBRARY_SEQ_LEN = 384
+# Precisions whose files compute with int8 weights inside FULLY_CONNECTED (ai-edge-quantizer's dynamic recipe).
+DYNAMIC_RANGE_PRECISIONS = ("int8",)
 # Our tensor names -> the names BertQuestionAnswerer looks up in the metadata.
 TASK_LIBRARY_NAMES = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segment_ids",
                       "start_logits": "start_logits", "end_logits": "end_logits"}
@@ -56,9 +58,14 @@ def metadata_blockers(folder: Path) -> list[str]:
     return []
 
 
-def runtime_blockers(folder: Path, seq_lens: tuple[int, ...], op_versions: dict[str, int]) -> list[str]:
+def runtime_blockers(folder: Path, precision: str, seq_lens: tuple[int, ...], op_versions: dict[str, int]) -> list[str]:
     """Why BertQuestionAnswerer would not run a file with correct metadata (empty: it would)."""
     blockers = []
+    if precision in DYNAMIC_RANGE_PRECISIONS:
+        # Measured with tflite-support 0.4.4: the file loads but every answer list comes back empty, while fp32,
+        # fp16 and weight-only int8 (explicit DEQUANTIZE ops, float compute) files answer.
+        blockers.append("its runtime computes dynamic-range int8 (hybrid FULLY_CONNECTED) wrongly and answers "
+                        "nothing; export --precision fp16 or fp32 for it")
     if TASK_LIBRARY_SEQ_LEN not in seq_lens:
         blockers.append(f"it feeds exactly {TASK_LIBRARY_SEQ_LEN} tokens; add --seq-len {TASK_LIBRARY_SEQ_LEN}")
     if not ((_read_json(folder / "tokenizer.json").get("normalizer") or {}).get("lowercase", False)):
@@ -77,6 +84,12 @@ def add_qa_metadata(model: bytes, input_names: list[str], output_names: list[str
     metadata = _qa_metadata(input_names, output_names, vocab.name, description)
     schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
     flat = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    for stored in flat.buffers:
+        if stored.offset > 1:
+            # Data stored after the flatbuffer (ai-edge-quantizer writes int8 weights so) moves inline: repacking
+            # changes the flatbuffer's size, so the old file offsets would point at the wrong bytes.
+            stored.data = np.frombuffer(model, dtype=np.uint8, count=stored.size, offset=stored.offset)
+            stored.offset, stored.size = 0, 0
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(metadata, dtype=np.uint8)
     flat.buffers.append(buffer)
