@@ -279,8 +279,7 @@ class Builder:
                     self._in_chroot(tmp, ["python3", "-m", "venv", "/opt/venv"], bar)
                     bar.update()
                     bar.set_description("runtimes (pip)")
-                    self._in_chroot(tmp, [BOARD_PYTHON, "-m", "pip", "install", "-q", "--progress-bar", "off",
-                                          *pins], bar)
+                    self._in_chroot(tmp, [BOARD_PYTHON, "-m", "pip", "install", "--progress-bar", "off", *pins], bar)
                     bar.update()
             except BaseException:
                 remove_tree(tmp)
@@ -298,8 +297,8 @@ class Builder:
         pins = host_runtime_pins(True)
         with tqdm(total=1, desc="executorch + torch (about 10 min)", unit="step") as bar:
             with mounted_proc(self.board.rootfs, self.cpu):
-                self._in_chroot(self.board.rootfs, [BOARD_PYTHON, "-m", "pip", "install", "-q",
-                                                    "--progress-bar", "off", *pins], bar)
+                self._in_chroot(self.board.rootfs, [BOARD_PYTHON, "-m", "pip", "install", "--progress-bar", "off",
+                                                    *pins], bar)
             bar.update()
         write_json(self.board.stamp, {"packages": dict(pin.split("==") for pin in pins), "suite": DEBIAN_SUITE})
 
@@ -350,14 +349,18 @@ def mount_board_filesystems(root: Path, cpu: str, cpuinfo_file: Path) -> list[st
     return done
 
 
-def enable_binfmt() -> None:
-    """Let the kernel run arm64 binaries through qemu (the F flag makes it work inside a chroot too)."""
+def enable_binfmt() -> list[str]:
+    """Let the kernel run arm64 binaries through qemu (the F flag makes it work inside a chroot too).
+    Returns [the binfmt_misc mount point] when this call mounted it, so `down` unmounts it again."""
+    mounted = []
     if not (BINFMT_DIR / "register").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True)
+        if subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True).returncode == 0:
+            mounted.append(str(BINFMT_DIR))
     result = subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True)
     if not (BINFMT_DIR / "qemu-aarch64").exists() or "enabled" not in (BINFMT_DIR / "qemu-aarch64").read_text():
         raise PocketbertError(f"cannot register qemu-aarch64 with binfmt_misc ({result.stderr.strip() or 'not enabled'}); "
                               "reinstall qemu-user-static and binfmt-support")
+    return mounted
 
 
 def board_up(cpu: str = DEFAULT_CORE, with_executorch: bool = False, board: Board | None = None) -> dict:
@@ -366,18 +369,18 @@ def board_up(cpu: str = DEFAULT_CORE, with_executorch: bool = False, board: Boar
     if cpu not in CORES:
         raise PocketbertError(f"--cpu {cpu} is not one qemu emulates correctly here; pick one of {', '.join(CORES)}")
     require_prerequisites()
-    enable_binfmt()
     state = board.state()
     if board.running(state) and state.cpu == cpu and (not with_executorch or "executorch" in board.built()["packages"]):
         return board.status()
     board_down(board)
+    state = BoardState(cpu=cpu, port=free_port())
+    state.mounts = enable_binfmt()
+    write_json(board.state_file, asdict(state))  # from here on, a crash is undone by `down` or the next `up`
     if board.built() is None:
         Builder(board, cpu, with_executorch).build()
     elif with_executorch and "executorch" not in board.built()["packages"]:
         Builder(board, cpu, with_executorch).add_executorch()
-    state = BoardState(cpu=cpu, port=free_port())
-    write_json(board.state_file, asdict(state))  # before mounting: a crash from here on is undone by `down`
-    state.mounts = mount_board_filesystems(board.rootfs, cpu, board.home / "cpuinfo")
+    state.mounts += mount_board_filesystems(board.rootfs, cpu, board.home / "cpuinfo")
     write_json(board.state_file, asdict(state))
     _prepare_ssh(board, state)
     with open(board.sshd_log, "w") as log:
@@ -457,7 +460,7 @@ def board_down(board: Board | None = None) -> dict:
         return board.status()
     if state.sshd_pid and board._is_our_sshd(state.sshd_pid):
         _terminate([state.sshd_pid])
-    if state.mounts:  # only a board that was started has processes of its own in the rootfs
+    if board.rootfs.is_dir():
         _terminate(board_processes(board))
     mounted = set(mounted_points())
     for point in reversed(state.mounts):
