@@ -184,6 +184,7 @@ class AndroidTarget(Target):
         props = self.properties()
         governor = self.run(["cat", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"])
         thermal = re.search(r"Thermal Status:\s*(\d+)", text(self.run(["dumpsys", "thermalservice"]).stdout))
+        features = re.search(r"^Features\s*:\s*(.+)$", text(self.run(["cat", "/proc/cpuinfo"]).stdout), re.MULTILINE)
         return {
             "model": " ".join(filter(None, (props.get("ro.product.manufacturer"), props.get("ro.product.model")))) or None,
             "soc": props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware"),
@@ -192,6 +193,8 @@ class AndroidTarget(Target):
             "governor": text(governor.stdout).strip() or None if governor.returncode == 0 else None,
             # Android's thermal status: 0 none, 1 light, 2 moderate, 3 severe ... (PowerManager.THERMAL_STATUS_*).
             "thermal": {"status": int(thermal.group(1))} if thermal else None,
+            # Which int8/fp16 kernels the runtimes may use: asimddp, i8mm, sve, sme, ...
+            "cpu_features": features.group(1).split() if features else None,
         }
 
     def free_space(self) -> int:

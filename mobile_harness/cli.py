@@ -9,14 +9,17 @@ from pocketbert.errors import PocketbertError
 
 def parse_runners(values: list[str]) -> dict[str, Path]:
     """--runner FORMAT=PATH (or a bare PATH, taken from its name: benchmark_model -> tflite, else executorch)."""
+    from pocketbert.mobile_harness.android import RUNNER_FORMATS
+
     runners = {}
     for value in values:
         fmt, sep, path = value.partition("=")
         if not sep:
             path = value
             fmt = "tflite" if "benchmark_model" in Path(value).name else "executorch"
-        if fmt not in ("tflite", "executorch"):
-            raise PocketbertError(f"--runner {value}: format must be tflite or executorch, e.g. --runner tflite=./benchmark_model")
+        if fmt not in RUNNER_FORMATS.values():
+            raise PocketbertError(f"--runner {value}: format must be one of {', '.join(RUNNER_FORMATS.values())}, "
+                                  "e.g. --runner tflite=./benchmark_model")
         runners[fmt] = Path(path)
     return runners
 
