@@ -20,7 +20,7 @@ STAGE_CLIS = (
     "pocketbert.export.cli",
     "pocketbert.bench.cli",
     "pocketbert.mobile_harness.cli",
-    "pocketbert.demo",
+    "pocketbert.demo.cli",
 )
 
 

