@@ -96,7 +96,7 @@ class Board:
 
     # ---- state -----------------------------------------------------------------------------------
     def built(self) -> dict | None:
-        """The stamp the build writes last ({runtime package: version}), or None when not built."""
+        """The stamp the build writes last ({"packages": {name: version}, "suite"}), or None when not built."""
         return read_json(self.stamp, "board stamp") if self.stamp.is_file() else None
 
     def state(self) -> BoardState | None:
