@@ -1,7 +1,9 @@
 """`pocketbert bench MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
 
+from pocketbert.bench.report import Goals
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
+from pocketbert.results import MODES
 
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
 
@@ -22,9 +24,20 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs per model (default 10)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     p.add_argument("--threads", type=int, help="threads for every runtime (default: all usable cores)")
-    p.add_argument("--modes", nargs="+", default=["model", "e2e"], choices=["model", "e2e"],
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                    help="model only and/or end-to-end QA (tokenise + model + decode); default both")
     p.add_argument("--merge", nargs="+", default=[], metavar="RESULTS_JSON", help="results.json files to join in")
+    goals = p.add_argument_group("goals", "targets the report's Goals section judges against, all at --goal-seq-len")
+    goals.add_argument("--goal-distil-speedup", type=float, default=Goals.distil_speedup, metavar="X",
+                       help=f"fp32 candidate vs the baseline in the same runtime (default {Goals.distil_speedup})")
+    goals.add_argument("--goal-mobile-speedup", type=float, default=Goals.mobile_speedup, metavar="X",
+                       help=f"best int8 artifact vs the baseline in fp32 PyTorch eager (default {Goals.mobile_speedup})")
+    goals.add_argument("--goal-mobile-shrink", type=float, default=Goals.mobile_shrink, metavar="X",
+                       help=f"its size ratio to the baseline checkpoint (default {Goals.mobile_shrink})")
+    goals.add_argument("--goal-flop-bound", type=float, default=Goals.flop_bound, metavar="X",
+                       help=f"fp32 latency at most X times the FLOP bound (default {Goals.flop_bound})")
+    goals.add_argument("--goal-seq-len", type=int, default=Goals.seq_len, metavar="N",
+                       help=f"the length the goals are judged at (default {Goals.seq_len})")
     p.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
     p.set_defaults(func=run_bench_cli)
 
@@ -48,14 +61,15 @@ def register(sub) -> None:
 
 
 def run_bench_cli(args) -> int:
-    from pocketbert.bench.measure import run_bench
-
-    results = run_bench(args.models, args.out, baseline=None if args.no_baseline else args.baseline,
-                        seq_lens=tuple(args.seq_len), sweep=tuple(args.sweep), warmup=args.warmup, runs=args.runs,
-                        threads=args.threads, modes=tuple(args.modes), merge=tuple(args.merge),
-                        export_baseline=not args.no_export_baseline)
+    from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
     from pocketbert.results import baseline_ratios
 
+    settings = BenchSettings(seq_lens=tuple(args.seq_len), sweep=tuple(args.sweep), modes=tuple(args.modes),
+                             warmup=args.warmup, runs=args.runs, threads=args.threads)
+    baseline = Baseline(None if args.no_baseline else args.baseline, exported=not args.no_export_baseline)
+    goals = Goals(args.goal_distil_speedup, args.goal_mobile_speedup, args.goal_mobile_shrink, args.goal_flop_bound,
+                  args.goal_seq_len)
+    results = run_bench(args.models, args.out, settings, baseline, goals, merge=tuple(args.merge))
     for r in results["records"]:
         if r["status"] == "ok" and r["latency_ms"] and r["seq_len"] in args.seq_len:
             print(f"{r['model']} [{r['runtime']}/{r['precision']}] {r['mode']} seq {r['seq_len']}: "

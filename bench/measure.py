@@ -6,8 +6,8 @@ Method, so the figures can be judged:
   or warm its caches.
 - Latency loops run in this process with every model loaded, interleaved A B A B ... (warm-up included),
   so a noisy neighbour slows all models alike instead of whichever ran during the noise.
-- Efficiency is encoder FLOPs / latency over this machine's matmul peak, measured with one large
-  torch.matmul at the same thread count.
+- Efficiency is encoder FLOPs / latency over this machine's GEMM peak in the artifact's own precision
+  (fp32, bf16 or int8), each measured at the same thread count: an int8 model is judged against int8 kernels.
 """
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from pocketbert.bench.report import Goals, write_report
 from pocketbert.bench.runtimes import (Target, encoder_flops, load_timed_runner, open_target, open_targets,
                                       tokenizer_for)
 from pocketbert.errors import NotRunnableHere, PocketbertError
@@ -35,6 +37,7 @@ from pocketbert.results import (EAGER_FORMAT, MODES, RATIO_STATISTIC, RESULTS_NA
 DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
 MATMUL_SIZE = 2048
+PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 
 # End-to-end mode answers one real question: tokenise, run, decode the span.
 E2E_EXAMPLE = QAExample(
@@ -69,19 +72,55 @@ def timed_call(runner, tokenizer, mode: str, length: int):
     return answer
 
 
-def peak_matmul_gflops(threads: int, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    """Best-of-`repeats` fp32 GFLOP/s of a size x size matmul at `threads` threads."""
+def peak_matmul_gflops(threads: int, precision: str = "fp32", max_size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Best-of-`repeats` GFLOP/s (GOP/s for int8) of a square GEMM in `precision` at `threads` threads.
+
+    fp32 and bf16 are torch.matmul; int8 is fbgemm's dynamically quantised linear (u8 x s8 -> s32), the int8
+    GEMM that int8 CPU runtimes use, not torch._int_mm's reference loop. The size doubles from 256 until one
+    call takes 50 ms (or `max_size`), so a precision this CPU only emulates (bf16 without avx512_bf16/AMX)
+    is measured in seconds, not minutes.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
+    size = 256
+    while True:
+        gemm = _gemm(torch, precision, size)
+        gemm()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            gemm()
+            best = min(best, time.perf_counter() - start)
+        if best >= 0.05 or size >= max_size:
+            return 2 * size ** 3 / best / 1e9
+        size *= 2
+
+
+def _gemm(torch, precision: str, size: int):
+    if precision == "int8":
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated, and still fbgemm's way in
+            warnings.simplefilter("ignore")
+            weight = torch.quantize_per_tensor(torch.randn(size, size), 0.05, 0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(weight, None)
+        x = torch.randn(size, size)
+        return lambda: torch.ops.quantized.linear_dynamic(x, packed)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    return lambda: torch.matmul(a, b)
+
+
+def measure_peaks(threads: int) -> dict[str, float]:
+    """This machine's GEMM peak per precision: {"fp32": GFLOP/s, "bf16": GFLOP/s, "int8": GOP/s}."""
+    return {precision: peak_matmul_gflops(threads, precision) for precision in PEAK_PRECISIONS}
+
+
+def peak_precision(precision: str) -> str:
+    """The GEMM an artifact's precision computes in: int8 artifacts run int8 kernels, fp16 and palettised weights
+    are widened to fp32 on a CPU."""
+    return precision if precision in PEAK_PRECISIONS else "fp32"
 
 
 # --- one model in a fresh process: load time, first inference, RSS --------------------------------------
@@ -201,39 +240,85 @@ def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[
     return folder
 
 
-# --- the benchmark ---------------------------------------------------------------------------------------
+# --- the benchmark: plan, probe, measure, write ------------------------------------------------------------
 
-def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT_BASELINE, seq_lens=(384,),
-              sweep=(), warmup: int = 10, runs: int = 50, threads: int | None = None, modes=("model", "e2e"),
-              merge=(), export_baseline: bool = True) -> dict:
+@dataclass(frozen=True)
+class BenchSettings:
+    """What `pocketbert bench` times and how often; written into results.json's settings."""
+
+    seq_lens: tuple[int, ...] = (384,)  # every mode runs these
+    sweep: tuple[int, ...] = ()  # extra lengths, model-only mode
+    modes: tuple[str, ...] = MODES
+    warmup: int = 10
+    runs: int = 50
+    threads: int | None = None  # None: every core this process may use
+
+    def checked(self) -> BenchSettings:
+        """These settings with the thread count resolved, or one line naming what is wrong."""
+        if self.runs < 1 or self.warmup < 0:
+            raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise PocketbertError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
+        if not self.lengths or min(self.lengths) < 8:
+            raise PocketbertError("sequence lengths must be at least 8 tokens")
+        return replace(self, threads=self.threads or len(os.sched_getaffinity(0)))
+
+    @property
+    def lengths(self) -> list[int]:
+        return sorted(set(self.seq_lens) | set(self.sweep))
+
+    def plan(self) -> list[tuple[str, int]]:
+        """(mode, length) pairs in the order they are timed: end-to-end only at the main lengths."""
+        return [(mode, n) for mode in self.modes for n in self.lengths if mode == "model" or n in self.seq_lens]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The model every candidate is compared with."""
+
+    checkpoint: str | None = DEFAULT_BASELINE  # a checkpoint folder or preset; None: candidates only
+    exported: bool = True  # also exported to each candidate's format/precision, not only PyTorch eager
+
+
+def run_bench(models: list[str], out: str | Path, settings: BenchSettings = BenchSettings(),
+              baseline: Baseline = Baseline(), goals: Goals = Goals(), merge=()) -> dict:
     """Measure every model (and the baseline) and write results.json, report.md and plots into `out`."""
     if not models:
         raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
-    if runs < 1 or warmup < 0:
-        raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise PocketbertError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
-    threads = threads or len(os.sched_getaffinity(0))
+    settings = settings.checked()
     out = make_dirs(out)
-    lengths = sorted(set(seq_lens) | set(sweep))
-    if not lengths or min(lengths) < 8:
-        raise PocketbertError("sequence lengths must be at least 8 tokens")
-
-    targets = open_targets(models)
-    if baseline:
-        targets += baseline_targets(baseline, targets, out / BASELINE_CACHE, export_baseline, lengths)
+    targets = plan_targets(models, out, settings, baseline)
     extras = [load_results(path) for path in merge]
+    records, runners, tokenizers = probe_targets(targets, settings)
+    peaks = measure_peaks(settings.threads)
+    records += measure_latency(targets, runners, tokenizers, settings, peaks)
+    return write_results(out, records, settings, baseline, goals, peaks, extras)
 
+
+def plan_targets(models: list[str], out: Path, settings: BenchSettings, baseline: Baseline) -> list[Target]:
+    """The candidates, then the baseline (in PyTorch eager and, if asked, exported like each candidate)."""
+    targets = open_targets(models)
+    if baseline.checkpoint:
+        targets += baseline_targets(baseline.checkpoint, targets, out / BASELINE_CACHE, baseline.exported,
+                                    settings.lengths)
+    return targets
+
+
+def probe_targets(targets: list[Target], settings: BenchSettings) -> tuple[list[dict], dict, dict]:
+    """Load time, first inference and RSS of each target in a fresh process, then load the runnable ones here.
+
+    Returns the records of targets that cannot be timed, and runners and tokenizers by label for the rest.
+    """
     records, runners, tokenizers = [], {}, {}
-    first_len = {}
+    lengths, threads = settings.lengths, settings.threads
     for t in tqdm(targets, desc="load + first inference (fresh process each)", unit="model"):
-        first_len[t.label] = next((n for n in lengths if t.supports(n)), None)
-        if first_len[t.label] is None:
+        t.extra["first_len"] = next((n for n in lengths if t.supports(n)), None)
+        if t.extra["first_len"] is None:
             records.append(make_record(**t.record_fields(), threads=threads, status="not_measurable",
                                        reason=f"supports lengths {list(t.lengths or [])} up to {t.max_len}, none of {lengths}"))
             continue
-        facts = probe(t, threads, first_len[t.label])
+        facts = probe(t, threads, t.extra["first_len"])
         if facts["status"] != "ok":
             records.append(make_record(**t.record_fields(), threads=threads, status=facts["status"],
                                        reason=facts["reason"]))
@@ -247,42 +332,52 @@ def run_bench(models: list[str], out: str | Path, baseline: str | None = DEFAULT
             tokenizers[t.label] = tokenizer_for(t)
         except NotRunnableHere as reason:  # the probe ran it; only a mismatch between processes lands here
             records.append(make_record(**t.record_fields(), threads=threads, status="not_measurable", reason=str(reason)))
+    return records, runners, tokenizers
 
-    peak = peak_matmul_gflops(threads)
-    plan = [(mode, n) for mode in modes for n in lengths if mode == "model" or n in seq_lens]
-    total = sum(len([t for t in targets if t.label in runners and t.supports(n)]) for _, n in plan) * (warmup + runs)
+
+def measure_latency(targets: list[Target], runners: dict, tokenizers: dict, settings: BenchSettings,
+                    peaks: dict[str, float]) -> list[dict]:
+    """Interleaved latency of every loaded target at each planned (mode, length); efficiency against the GEMM
+    peak of the artifact's own precision."""
+    records, threads, plan = [], settings.threads, settings.plan()
+    loaded = [t for t in targets if t.label in runners]
+    total = sum(len([t for t in loaded if t.supports(n)]) for _, n in plan) * (settings.warmup + settings.runs)
     progress = tqdm(total=total, desc="interleaved latency", unit="call")
     for mode, n in plan:
-        group = [t for t in targets if t.label in runners]
-        for t in group:
+        for t in loaded:
             if not t.supports(n):
                 records.append(make_record(**t.record_fields(), seq_len=n, mode=mode, threads=threads,
                                            status="not_measurable",
                                            reason=f"fixed lengths {list(t.lengths or [])}, max {t.max_len}"))
-        group = [t for t in group if t.supports(n)]
-        samples = _interleaved(group, mode, n, warmup, runs, runners, tokenizers, progress)
+        group = [t for t in loaded if t.supports(n)]
+        samples = _interleaved(group, mode, n, settings.warmup, settings.runs, runners, tokenizers, progress)
         for t in group:
             record = dict(t.record_fields(), seq_len=n, mode=mode, threads=threads)
             if isinstance(samples[t.label], str):
                 records.append(make_record(**record, status="failed", reason=samples[t.label]))
                 continue
-            probe_facts = t.extra["probe"] if n == first_len[t.label] and mode == "model" else {}
-            latency = latency_stats(samples[t.label], warmup)
+            probe_facts = t.extra["probe"] if n == t.extra["first_len"] and mode == "model" else {}
+            latency = latency_stats(samples[t.label], settings.warmup)
             flops = encoder_flops(t.encoder, n)
+            peak = peaks[peak_precision(t.precision)]
             efficiency = flops / (latency[RATIO_STATISTIC] / 1000) / (peak * 1e9) if flops and mode == "model" else None
             records.append(make_record(**record, **probe_facts, latency_ms=latency, flops=flops, efficiency=efficiency))
     progress.close()
+    return records
 
-    settings = {"warmup": warmup, "runs": runs, "threads": threads, "interleaved": True, "seq_lens": list(seq_lens),
-                "sweep": list(sweep), "modes": list(modes), "baseline": baseline, "export_baseline": export_baseline,
-                "peak_matmul_gflops": peak, "matmul_size": MATMUL_SIZE, "e2e_question": E2E_EXAMPLE.question,
-                "statistic_for_ratios": RATIO_STATISTIC}
-    results = new_results(settings, records)
+
+def write_results(out: Path, records: list[dict], settings: BenchSettings, baseline: Baseline, goals: Goals,
+                  peaks: dict[str, float], extras: list[dict]) -> dict:
+    """results.json (joined with the --merge files), report.md and the plots."""
+    results = new_results({
+        "warmup": settings.warmup, "runs": settings.runs, "threads": settings.threads, "interleaved": True,
+        "seq_lens": list(settings.seq_lens), "sweep": list(settings.sweep), "modes": list(settings.modes),
+        "baseline": baseline.checkpoint, "export_baseline": baseline.exported,
+        "peak_matmul_gflops": peaks["fp32"], "peak_gflops_by_precision": peaks, "matmul_size": MATMUL_SIZE,
+        "e2e_question": E2E_EXAMPLE.question, "statistic_for_ratios": RATIO_STATISTIC, "goals": asdict(goals)}, records)
     for extra in extras:
         results = merge_results(results, extra)
     save_results(out / RESULTS_NAME, results)
-    from pocketbert.bench.report import write_report
-
     write_report(results, out)
     return results
 

@@ -84,6 +84,28 @@ def make_record(**fields) -> dict:
     return record
 
 
+# The instruction sets that decide which GEMM kernels a runtime can pick: x86 (fp32 AVX2/AVX-512, int8 VNNI,
+# bf16 and AMX tiles) and Arm (dot product, int8 matrix multiply, bf16, SVE).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+                "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")
+
+
+def cpu_features(cpuinfo: str | None = None) -> list[str] | None:
+    """Which of CPU_FEATURES this CPU has, from /proc/cpuinfo's "flags" (x86) or "Features" (Arm) line; None
+    where that cannot be read (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [feature for feature in CPU_FEATURES if feature in present]
+    return None
+
+
 def machine_info() -> dict:
     """The host: CPU model, cores, memory, OS, Python — what a reader needs to judge a timing."""
     cpu = platform.processor() or platform.machine()
@@ -98,7 +120,7 @@ def machine_info() -> dict:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         memory = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))
+    return {"cpu": cpu, "cpu_features": cpu_features(), "cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity") else None, "memory_bytes": memory,
             "os": platform.platform(), "python": platform.python_version()}
 

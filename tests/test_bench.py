@@ -107,13 +107,14 @@ def _tiny_artifacts(checkpoint, root):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_distilbert_qa, tiny_bert_qa, tmp_path_factory):
-    from pocketbert.bench.measure import run_bench
+    from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
 
     root = tmp_path_factory.mktemp("bench")
     artifacts = _tiny_artifacts(tiny_distilbert_qa, root / "artifacts")
     out = root / "out"
-    results = run_bench([*map(str, artifacts.values()), str(tiny_distilbert_qa)], out, baseline=str(tiny_bert_qa),
-                        seq_lens=(TINY_LEN,), sweep=(16,), warmup=1, runs=3, threads=1, modes=("model", "e2e"))
+    settings = BenchSettings(seq_lens=(TINY_LEN,), sweep=(16,), warmup=1, runs=3, threads=1, modes=("model", "e2e"))
+    results = run_bench([*map(str, artifacts.values()), str(tiny_distilbert_qa)], out, settings,
+                        Baseline(str(tiny_bert_qa)))
     return artifacts, out, results
 
 
@@ -152,20 +153,21 @@ def test_bench_measures_every_candidate_against_its_baseline(tiny_run):
 
 
 def test_missing_artifact_and_unknown_runtime_are_one_line_errors(tmp_path, tiny_run):
-    from pocketbert.bench.measure import run_bench
+    from pocketbert.bench.measure import Baseline, run_bench
     from pocketbert.manifest import read_manifest, write_manifest
 
     with pytest.raises(PocketbertError, match="neither an artifact folder nor a checkpoint") as err:
-        run_bench([str(tmp_path / "missing")], tmp_path / "out", baseline=None)
+        run_bench([str(tmp_path / "missing")], tmp_path / "out", baseline=Baseline(None))
     assert "\n" not in str(err.value)
     artifacts = tiny_run[0]
     broken = tmp_path / "broken"
     broken.mkdir()
     manifest = read_manifest(artifacts["onnx"])
+    (broken / manifest["artifact"]).parent.mkdir(parents=True, exist_ok=True)  # ONNX keeps its file in onnx/
     (broken / manifest["artifact"]).write_bytes(b"")
     write_manifest(broken, {**manifest, "format": "nosuchruntime"})
     with pytest.raises(PocketbertError, match="unknown export format 'nosuchruntime'"):
-        run_bench([str(broken)], tmp_path / "out", baseline=None)
+        run_bench([str(broken)], tmp_path / "out", baseline=Baseline(None))
 
 
 def test_cli_bench_reports_errors_without_traceback(tmp_path, capsys):
@@ -173,3 +175,45 @@ def test_cli_bench_reports_errors_without_traceback(tmp_path, capsys):
 
     assert main(["bench", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--no-baseline"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_settings_are_checked_once_with_one_line_errors():
+    from pocketbert.bench.measure import BenchSettings
+
+    settings = BenchSettings(seq_lens=(64,), sweep=(16, 64), modes=("model", "e2e")).checked()
+    assert settings.threads >= 1 and settings.lengths == [16, 64]
+    assert settings.plan() == [("model", 16), ("model", 64), ("e2e", 64)]
+    for bad, message in ((dict(runs=0), "--runs"), (dict(modes=("fast",)), "unknown mode"), (dict(seq_lens=(4,)), "8 tokens")):
+        with pytest.raises(PocketbertError, match=message):
+            BenchSettings(**bad).checked()
+
+
+def test_each_precision_is_judged_against_its_own_gemm_peak():
+    from pocketbert.bench.measure import peak_matmul_gflops, peak_precision
+
+    assert [peak_precision(p) for p in ("fp32", "fp16", "int8", "palette4", "bf16")] == ["fp32", "fp32", "int8", "fp32", "bf16"]
+    for precision in ("fp32", "bf16", "int8"):  # small sizes: this checks the kernels run, not how fast
+        assert peak_matmul_gflops(1, precision, max_size=256, repeats=1) > 0
+
+
+def test_cpu_instruction_sets_are_read_from_cpuinfo():
+    from pocketbert.results import cpu_features
+
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_tile amx_int8\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm asimddp i8mm sve\n"
+    assert cpu_features(x86) == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]
+    assert cpu_features(arm) == ["asimd", "asimddp", "i8mm", "sve"]
+    assert cpu_features("no such line\n") is None
+
+
+def test_goals_come_from_the_settings_the_user_chose():
+    from pocketbert.bench.report import render_report
+
+    records = [make_record(**{**_row(model, role, "onnxruntime", ms, size), "latency_ms": latency_stats([ms] * 3)})
+               for model, role, ms, size in (("distil", "candidate", 50, 60), ("bert", "baseline", 100, 100))]
+    default = render_report(new_results({"seq_lens": [384]}, records))
+    assert "2.00x faster (meets the 1.9x goal)" in default
+    stricter = render_report(new_results({"seq_lens": [384], "goals": {"distil_speedup": 2.5}}, records))
+    assert "2.00x faster (misses the 2.5x goal)" in stricter
+    elsewhere = render_report(new_results({"seq_lens": [384], "goals": {"seq_len": 128}}, records))
+    assert "No measurement matches a goal's conditions (fp32 / int8 at seq 128" in elsewhere
