@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
@@ -73,23 +73,15 @@ def load_squad(path) -> list[QAExample]:
     return examples
 
 
-def prepare_features(tokenizer, examples, window: QAWindow | int = QAWindow(), doc_stride: int | None = None,
-                     max_query_len: int | None = None, with_labels=False, pad_to_max=True,
-                     max_seq_len: int | None = None) -> dict:
+def prepare_features(tokenizer, examples, window: QAWindow = QAWindow(), with_labels=False, pad_to_max=True) -> dict:
     """Tokenise question/context pairs into overlapping windows (the reference SQuAD recipe), cut by `window`.
 
     Returns numpy arrays input_ids / attention_mask / token_type_ids [n_features, L], plus
     `example_index` and `offsets` (character spans of context tokens, None elsewhere) for decoding,
     and start/end positions when `with_labels` (0, the [CLS] token, when the answer is outside the window).
-    The integers (max_seq_len, doc_stride, max_query_len) in place of a QAWindow are the older spelling,
-    kept until every caller passes a QAWindow.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise PocketbertError("a fast tokenizer is needed for answer offsets; save tokenizer.json with the model")
-    if not isinstance(window, QAWindow):
-        window = QAWindow(max_seq_len=window)
-    given = {"max_seq_len": max_seq_len, "doc_stride": doc_stride, "max_query_len": max_query_len}
-    window = replace(window, **{name: value for name, value in given.items() if value is not None})
     max_seq_len, doc_stride, max_query_len = astuple(window.clamped())
     questions = []
     for ex in examples:

@@ -44,7 +44,7 @@ def test_span_labels_decode_to_the_answer():
                           [{"text": "1911", "answer_start": context.index("1911")}]),
                 QAExample("b", "Who won the Nobel Prize?", context, [{"text": "Marie Curie", "answer_start": 0}]),
                 QAExample("c", "Which prize?", context, [{"text": "Nobel Prize in Physics", "answer_start": 20}])]
-    features = prepare_features(tokenizer, examples, max_seq_len=64, doc_stride=16, with_labels=True)
+    features = prepare_features(tokenizer, examples, QAWindow(64, 16), with_labels=True)
     for f, example in enumerate(examples):
         start, end = features["start_positions"][f], features["end_positions"][f]
         ids = features["input_ids"][f][start:end + 1]
@@ -57,7 +57,7 @@ def test_short_windows_fit_a_long_question_and_still_slide():
     question = "What did the committee, after many long months of argument about budgets and staff, finally decide?"
     context = " ".join(["filler"] * 80) + " They decided to build the bridge."
     example = QAExample("a", question, context, [{"text": "build the bridge", "answer_start": context.index("build")}])
-    features = prepare_features(tokenizer, [example], max_seq_len=32, doc_stride=128, with_labels=True)
+    features = prepare_features(tokenizer, [example], QAWindow(32, 128), with_labels=True)
     assert features["input_ids"].shape[1] == 32 and len(features["input_ids"]) > 3
     answered = [f for f in range(len(features["input_ids"])) if features["start_positions"][f] > 0]
     f = answered[0]
@@ -69,7 +69,7 @@ def test_span_outside_a_window_points_at_cls():
     tokenizer = load_tokenizer(embedded_teacher_dir())
     context = " ".join(["filler"] * 60) + " the answer is Paris."
     example = QAExample("a", "What is the answer?", context, [{"text": "Paris", "answer_start": context.index("Paris")}])
-    features = prepare_features(tokenizer, [example], max_seq_len=32, doc_stride=8, with_labels=True)
+    features = prepare_features(tokenizer, [example], QAWindow(32, 8), with_labels=True)
     assert len(features["input_ids"]) > 2
     labelled = features["start_positions"] > 0
     assert labelled.any() and not labelled.all()
