@@ -86,9 +86,12 @@ def host_runner(folder: Path, manifest: dict):
 
 
 def expected_outputs(folder: Path, manifest: dict, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """The artifact's own outputs from its host runtime, or PyTorch's where that runtime cannot run here."""
+    """The artifact's own outputs from its host runtime (for Core ML off macOS: the reference evaluator of its saved
+    program, named so), or PyTorch's where nothing runs the artifact here."""
     try:
-        return [np.asarray(x, np.float32) for x in host_runner(folder, manifest)(inputs)], f"{manifest['format']} on the host"
+        runner = host_runner(folder, manifest)
+        label = runner.info.get("runtime") or manifest["format"]
+        return [np.asarray(x, np.float32) for x in runner(inputs)], f"{label} on the host"
     except NotRunnableHere:
         from pocketbert.export.task import exportable_qa, torch_reference
         from pocketbert.modeling import load_qa_model

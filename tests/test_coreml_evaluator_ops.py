@@ -128,6 +128,64 @@ def test_unary_float_ops_match_torch(case, dtype):
     np.testing.assert_allclose(got, expected, rtol=2e-3 if dtype == "fp16" else 2e-6, atol=2e-3 if dtype == "fp16" else 2e-6)
 
 
+NUMPY_UNARY = {  # MIL op -> numpy, on inputs in (-0.9, 0.9) where every one of them is defined
+    "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "sign": np.sign, "square": np.square, "exp2": np.exp2,
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "atanh": np.arctanh, "round": np.round, "softplus": np.logaddexp.outer
+    if False else (lambda x: np.log1p(np.exp(x))), "silu": lambda x: x / (1 + np.exp(-x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_UNARY))
+def test_elementwise_unary_ops_match_numpy(name):
+    x = (RNG.random((3, 5)) * 1.8 - 0.9).astype(np.float32)
+    x[0, :2] = [0.5, -0.5]  # round's ties go to even
+    got = evaluate(lambda a: getattr(mb, name)(x=a), {"a": (x, "fp32")})[0]
+    np.testing.assert_allclose(got, NUMPY_UNARY[name](x.astype(np.float64)), rtol=2e-6, atol=2e-7)
+
+
+def test_elementwise_ops_with_parameters_match_numpy():
+    x = (RNG.random((3, 5)) * 4 - 2).astype(np.float32)
+    y = np.where(np.abs(x) < 0.25, 1.5, x).astype(np.float32)
+
+    def build(x, y):
+        return (mb.log(x=mb.abs(x=x), epsilon=0.5), mb.inverse(x=mb.abs(x=x), epsilon=0.5),
+                mb.clip(x=x, alpha=-1.0, beta=0.5), mb.floor_div(x=x, y=y), mb.mod(x=x, y=y),
+                mb.reduce_min(x=x, axes=[1]), mb.reduce_prod(x=x, axes=[0], keep_dims=True),
+                mb.less(x=x, y=y), mb.less_equal(x=x, y=y), mb.greater(x=x, y=y), mb.greater_equal(x=x, y=y),
+                mb.not_equal(x=x, y=y), mb.logical_and(x=mb.less(x=x, y=0.0), y=mb.greater(x=y, y=-1.0)),
+                mb.logical_or(x=mb.less(x=x, y=0.0), y=mb.greater(x=y, y=1.0)),
+                mb.logical_xor(x=mb.less(x=x, y=0.0), y=mb.greater(x=y, y=0.0)))
+
+    got = evaluate(build, {"x": (x, "fp32"), "y": (y, "fp32")})
+    expected = [np.log(np.abs(x) + 0.5), 1 / (np.abs(x) + 0.5), np.clip(x, -1, 0.5), np.floor_divide(x, y),
+                np.mod(x, y), x.min(1), x.prod(0, keepdims=True), x < y, x <= y, x > y, x >= y, x != y,
+                (x < 0) & (y > -1), (x < 0) | (y > 1), (x < 0) ^ (y > 0)]
+    for ours, theirs in zip(got, expected):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_position_ops_match_numpy():
+    mask = np.array([[1, 1, 1, 0, 0]], dtype=np.int32)
+    table = random(2, 6)
+    index = np.array([[2, 0, 1], [5, 5, 4]], dtype=np.int32)
+
+    def build(mask, table, index):  # RoBERTa's position ids, ModernBERT's rotary angles, MobileBERT's padding
+        return (mb.cumsum(x=mask, axis=1), mb.cumsum(x=mask, axis=1, exclusive=True, reverse=True),
+                mb.range_1d(start=0, end=mb.gather(x=mb.shape(x=mask), indices=1, axis=0), step=1),
+                mb.gather_along_axis(x=table, indices=index, axis=1),
+                mb.pad(x=table, pad=[1, 0, 0, 2], mode="constant", constant_val=0.0),
+                mb.pad(x=table, pad=[0, 0, 1, 1], mode="replicate"), mb.pad(x=table, pad=[0, 0, 1, 1], mode="reflect"))
+
+    got = evaluate(build, {"mask": (mask, "int32"), "table": (table, "fp32"), "index": (index, "int32")})
+    reversed_exclusive = np.flip(np.cumsum(np.flip(mask, 1), 1), 1) - mask
+    expected = [np.cumsum(mask, 1), reversed_exclusive, np.arange(5), np.take_along_axis(table, index, 1),
+                np.pad(table, [(1, 0), (0, 2)]), np.pad(table, [(0, 0), (1, 1)], mode="edge"),
+                np.pad(table, [(0, 0), (1, 1)], mode="reflect")]
+    for ours, theirs in zip(got, expected):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_fp16_rounding_edge_cases_are_exact():
     # halfway between two fp16 values rounds to even; subnormals survive; -0.0 stays negative
     halfway = np.float32(1.0 + 2.0 ** -11)  # between 1.0 and the next fp16 (1 + 2^-10): ties to 1.0

@@ -227,11 +227,6 @@ def cast(x, dtype):
     return x
 
 
-@op("identity")
-def identity(x):
-    return np.asarray(x)
-
-
 # --- reductions and normalisation -----------------------------------------------------------------------
 
 def _reduce(fn):
@@ -246,19 +241,6 @@ def _reduce(fn):
 for _name, _fn in {"reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min,
                    "reduce_prod": np.prod}.items():
     op(_name)(_reduce(_fn))
-op("reduce_sum_square")(_reduce(lambda x, axis, keepdims: np.sum(np.square(x), axis=axis, keepdims=keepdims)))
-op("reduce_l2_norm")(_reduce(lambda x, axis, keepdims: np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))))
-
-
-def _reduce_arg(fn):
-    def reduce(x, axis=-1, keep_dims=False):
-        out = fn(np.asarray(x), axis=int(axis))
-        return np.expand_dims(out, int(axis)) if bool(keep_dims) else out
-    return reduce
-
-
-op("reduce_argmax")(_reduce_arg(np.argmax))
-op("reduce_argmin")(_reduce_arg(np.argmin))
 
 
 @op("layer_norm")
@@ -279,26 +261,6 @@ def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=np.float32(1e-5)):
     return out
 
 
-@op("l2_norm")
-def l2_norm(x, axes, epsilon=np.float32(1e-6)):
-    x = f32(x)
-    axis = axis_list(axes, x.ndim)
-    norm = np.sqrt(np.maximum(np.square(x).sum(axis=axis, keepdims=True), f32(epsilon)))
-    return x / norm
-
-
-@op("batch_norm")
-def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=np.float32(1e-5)):
-    x = f32(x)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    out = (x - f32(mean).reshape(shape)) / np.sqrt(f32(variance).reshape(shape) + f32(epsilon))
-    if gamma is not None:
-        out = out * f32(gamma).reshape(shape)
-    if beta is not None:
-        out = out + f32(beta).reshape(shape)
-    return out
-
-
 # --- linear algebra -------------------------------------------------------------------------------------
 
 @op("linear")
@@ -314,22 +276,8 @@ def matmul(x, y, transpose_x=False, transpose_y=False):
         x = np.swapaxes(x, -1, -2)
     if bool(transpose_y):
         y = np.swapaxes(y, -1, -2)
-    return np.matmul(x, y)
-
-
-@op("einsum")
-def einsum(values, equation):
-    return np.einsum(str(equation), *(f32(v) for v in values))
-
-
-@op("scaled_dot_product_attention")
-def scaled_dot_product_attention(query, key, value, attn_mask=None):
-    query, key, value = f32(query), f32(key), f32(value)
-    scores = np.matmul(query, np.swapaxes(key, -1, -2)) / np.float32(math.sqrt(query.shape[-1]))
-    if attn_mask is not None:
-        mask = np.asarray(attn_mask)
-        scores = np.where(mask, scores, np.float32(-np.inf)) if mask.dtype == bool else scores + f32(mask)
-    return np.matmul(softmax(scores, -1), value)
+    # Contiguous operands: numpy hands stacked matmuls to BLAS only then (else a slow loop, 10x at seq 384).
+    return np.matmul(np.ascontiguousarray(x), np.ascontiguousarray(y))
 
 
 # --- shapes and data movement ---------------------------------------------------------------------------
@@ -349,16 +297,6 @@ def reshape(x, shape):
         return x.reshape(target)
     except ValueError:
         raise OpError(f"cannot reshape {list(x.shape)} to {target}") from None
-
-
-@op("reshape_like")
-def reshape_like(x, ref_tensors, begins, ends, end_masks):
-    x = np.asarray(x)
-    target = []
-    for ref, begin, end, end_mask in zip(ref_tensors, begins, ends, end_masks):
-        dims = np.shape(ref)
-        target += list(dims[int(begin):] if bool(end_mask) else dims[int(begin):int(end)])
-    return x.reshape(target)
 
 
 @op("expand_dims")
@@ -390,11 +328,6 @@ def concat(values, axis, interleave=False):
     shape = list(arrays[0].shape)
     shape[axis] *= len(arrays)
     return stacked.reshape(shape)
-
-
-@op("stack")
-def stack(values, axis):
-    return np.stack([np.asarray(v) for v in values], axis=int(axis))
 
 
 @op("split")
@@ -431,22 +364,9 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
     return x[tuple(index)]
 
 
-@op("slice_by_size")
-def slice_by_size(x, begin, size):
-    x = np.asarray(x)
-    index = tuple(slice(int(b), None if int(s) == -1 else int(b) + int(s))
-                  for b, s in zip(np.atleast_1d(begin), np.atleast_1d(size)))
-    return x[index]
-
-
 @op("tile")
 def tile(x, reps):
     return np.tile(np.asarray(x), [int(r) for r in np.atleast_1d(reps)])
-
-
-@op("fill")
-def fill(shape, value=np.float32(0)):
-    return np.full([int(d) for d in np.atleast_1d(shape)], value)
 
 
 @op("fill_like")
@@ -470,19 +390,6 @@ def pad(x, pad, mode="constant", constant_val=np.float32(0)):
     if mode in ("reflect", "replicate"):
         return np.pad(x, widths, mode="reflect" if mode == "reflect" else "edge")
     raise OpError(f"pad mode '{mode}' is not one of constant, reflect, replicate")
-
-
-@op("band_part")
-def band_part(x, lower=np.int32(-1), upper=np.int32(0)):
-    x = np.asarray(x)
-    rows, cols = x.shape[-2], x.shape[-1]
-    offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]
-    keep = np.ones((rows, cols), dtype=bool)
-    if int(lower) >= 0:
-        keep &= offset >= -int(lower)
-    if int(upper) >= 0:
-        keep &= offset <= int(upper)
-    return np.where(keep, x, np.zeros((), dtype=x.dtype))
 
 
 @op("cumsum")
@@ -525,15 +432,6 @@ def gather_along_axis_op(negative_allowed: bool):
         axis = int(axis) % x.ndim
         return np.take_along_axis(x, _check_indices(indices, x.shape[axis], negative_allowed), axis=axis)
     return gather_along_axis
-
-
-@op("one_hot")
-def one_hot(indices, one_hot_vector_size, axis=-1, on_value=np.float32(1), off_value=np.float32(0)):
-    indices = np.asarray(indices)
-    depth = int(one_hot_vector_size)
-    hot = np.arange(depth) == indices[..., None]
-    out = np.where(hot, on_value, off_value)
-    return np.moveaxis(out, -1, int(axis)) if int(axis) != -1 else out
 
 
 # --- compile-time (constexpr) ops: weight decompression, exactly as the Core ML op definitions state ------
@@ -644,10 +542,6 @@ def _scatter_nonzero(nonzero_data: np.ndarray, bits: np.ndarray) -> np.ndarray:
     return dense
 
 
-def constexpr_cast(source_val, output_dtype):
-    return np.asarray(source_val).astype(np.float32)
-
-
 # iOS15/16 gathers wrap negative indices; from iOS17 on a negative index is out of range.
 for _family, _negative in (("iOS15", True), ("iOS16", True), (None, False)):
     _suffix = f"@{_family}" if _family else ""
@@ -659,4 +553,3 @@ op("constexpr_lut_to_dense@iOS16")(constexpr_lut_to_dense_ios16)
 op("constexpr_lut_to_dense")(constexpr_lut_to_dense_ios18)
 op("constexpr_sparse_to_dense@iOS16")(constexpr_sparse_to_dense_ios16)
 op("constexpr_sparse_to_dense")(constexpr_sparse_to_dense_ios18)
-op("constexpr_cast")(constexpr_cast)

@@ -1,18 +1,21 @@
 """Core ML: an .mlpackage mlprogram (fp32, fp16, int8 weights, 4/6-bit palettized weights).
 
-Converts on any OS; predicts only on macOS. Off macOS, validation reads the saved spec and checks its
-inputs, outputs, dtypes and shapes against the manifest instead of comparing logits, and says so.
+Converts on any OS; Core ML itself predicts only on macOS. Elsewhere the artifact is loaded and run by the
+numpy reference evaluator of ML Programs (export/coreml_mil): validation, `pocketbert eval` and the device
+harness's expected outputs then say "reference evaluator (numpy), not Core ML". Every load first checks
+the saved spec's inputs, outputs, dtypes and shapes against the manifest.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
-from pocketbert.export.base import Exporter, ExportOptions, Runner, validation_lengths
+from pocketbert.errors import PocketbertError, require_module
+from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import OUTPUT_NAMES, QAModule
 
@@ -31,6 +34,7 @@ WEIGHT_COMPRESSION = {
     "palette6": {"method": "palettize_weights", "mode": "kmeans", "nbits": 6, "granularity": "per_tensor"},
 }
 SPEC_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # manifest dtype -> ArrayFeatureType name
+VOCAB_FILES = ("vocab.txt", "vocab.json", "merges.txt")  # WordPiece / BPE; SentencePiece ships a *.model
 MACOS_ONLY = "Core ML predicts only on macOS"
 
 
@@ -92,6 +96,62 @@ def compress_weights(mlmodel, precision: str):
     return cto.palettize_weights(mlmodel, config)
 
 
+def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Path) -> None:
+    """What Xcode's model page and `MLModel.modelDescription` show: the task, every input and output, and the
+    tokenizer contract a Swift app must reproduce. The tokenizer files are already in `folder` (the export
+    writes them first); the vocabulary ships beside the package, not inside it."""
+    from pocketbert.modeling import encoder_of, load_tokenizer, tokenizer_contract
+
+    version = importlib.metadata.version("pocketbert")
+    config = module.model.config
+    architecture = encoder_of(config).display_name
+    checkpoint = config.name_or_path or f"{architecture} with random weights (a pocketbert preset)"
+    contract = tokenizer_contract(load_tokenizer(folder), module.input_names, options.max_seq_len)
+    vocab_files = sorted(p.name for p in folder.iterdir() if p.name in VOCAB_FILES or p.suffix == ".model")
+    lengths = (f"seq from {options.min_seq_len} to {options.max_seq_len}" if options.dynamic
+               else f"seq one of {', '.join(map(str, options.seq_lens))}")
+
+    mlmodel.short_description = (f"Extractive question answering ({architecture}, {options.precision}): token ids of "
+                                 "a question and a context in, start and end logits over the positions out.")
+    mlmodel.author = f"Exported by pocketbert {version} from {checkpoint}"
+    mlmodel.license = f"The licence of the source checkpoint ({checkpoint}); pocketbert adds no terms."
+    mlmodel.version = f"{version}+{options.precision}"
+    pad = f"{contract['pad_token']} (id {contract['pad_token_id']})"
+    descriptions = {
+        "input_ids": f"Token ids, int32 [1, seq] ({lengths}): {contract['template']}, from the tokenizer files "
+                     f"beside this model; pad with {pad}.",
+        "attention_mask": "Attention mask, int32 [1, seq]: 1 = real token, 0 = padding.",
+        "token_type_ids": f"Segment ids, int32 [1, seq]: {contract['token_type_ids'].get('question')} for the "
+                          f"question and its special tokens, {contract['token_type_ids'].get('context')} for the "
+                          "context.",
+        "start_logits": "Answer-start logits over the positions, float32 [1, seq]: the answer starts at the highest "
+                        "context token.",
+        "end_logits": "Answer-end logits over the positions, float32 [1, seq]: the answer ends at the highest context "
+                      "token at or after the start.",
+    }
+    for name in module.input_names:
+        mlmodel.input_description[name] = descriptions[name]
+    for name in OUTPUT_NAMES:
+        mlmodel.output_description[name] = descriptions[name]
+    mlmodel.user_defined_metadata.update({
+        "pocketbert.task": "extractive question answering (SQuAD v1.1 style spans)",
+        "pocketbert.source.checkpoint": str(checkpoint),
+        "pocketbert.source.architecture": architecture,
+        "pocketbert.precision": options.precision,
+        "pocketbert.sequence": lengths,
+        "pocketbert.tokenizer.kind": contract["kind"],
+        "pocketbert.tokenizer.lower_case": str(contract["lower_case"]).lower(),
+        "pocketbert.tokenizer.vocab_files": ", ".join(vocab_files),
+        "pocketbert.tokenizer.template": contract["template"],
+        "pocketbert.tokenizer.pair_order": contract["pair_order"],
+        "pocketbert.tokenizer.truncation": contract["truncation"],
+        "pocketbert.tokenizer.max_seq_len": str(contract["max_seq_len"]),
+        "pocketbert.tokenizer.max_query_len": str(contract["max_query_len"]),
+        "pocketbert.tokenizer.doc_stride": str(contract["doc_stride"]),
+        "pocketbert.tokenizer.padding": f"{pad}, {contract['padding_side']} side",
+    })
+
+
 def main_function(spec):
     function = spec.mlProgram.functions["main"]
     return function, function.block_specializations[function.opset]
@@ -131,6 +191,7 @@ class CoreMLExporter(Exporter):
             skip_model_load=True,
         )
         mlmodel = compress_weights(mlmodel, options.precision)
+        describe_model(mlmodel, module, options, path.parent)
         mlmodel.save(str(path))
 
         spec = ct.utils.load_spec(str(path))
@@ -159,37 +220,53 @@ class CoreMLExporter(Exporter):
         return {"mode": mode, "lengths": list(options.seq_lens), "neural_engine": "eligible (static shapes)"}
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
-        """Predict with MLModel.predict (macOS only); `threads` does not apply, Core ML schedules itself."""
-        ct = require_module("coremltools", "coremltools")
-        if sys.platform != "darwin":
-            raise NotRunnableHere(f"{MACOS_ONLY} (this is {sys.platform})")
-        # fp32 on CPU only: the GPU and Neural Engine compute in reduced precision, which an fp32
-        # comparison against PyTorch would misread as an export error.
-        units = ct.ComputeUnit.CPU_ONLY if manifest["precision"] == "fp32" else ct.ComputeUnit.ALL
-        model = ct.models.MLModel(str(path), compute_units=units)
-        if model.__proxy__ is None:
-            raise NotRunnableHere(f"Core ML could not load the model here ({model._framework_error})")
+        """Core ML itself where it predicts (macOS), else the numpy reference evaluator of the saved program.
+
+        Either way the spec is checked against the manifest first (names, dtypes, shapes), and
+        `Runner.info["runtime"]` says which one runs. `threads` does not apply: Core ML schedules itself,
+        and the evaluator's matmuls use numpy's BLAS threads.
+        """
+        checked = check_spec(path, manifest)
         names = tuple(i["name"] for i in manifest["inputs"])
-
-        def predict(feed: dict[str, np.ndarray]):
-            out = model.predict({name: feed[name].astype(np.int32) for name in names})
-            return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
-
         sequence = manifest["sequence"]
         lengths = None if sequence["dynamic"] else tuple(sequence["lengths"])
-        return Runner(predict, names, batch_one=True, lengths=lengths, info={"compute_units": units.name})
+        predict, info = core_ml_predictor(path, manifest) if self.runs_here() else (None, None)
+        if predict is None:
+            predict, info = reference_predictor(path)
+        return Runner(predict, names, batch_one=True, lengths=lengths, info={**info, "spec": checked})
 
-    def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
-        """Check the spec against the manifest everywhere; on macOS also predict and compare with PyTorch."""
-        checked = check_spec(path, manifest)
-        summary = (f"inputs {', '.join(checked['inputs'])} and outputs {', '.join(checked['outputs'])} "
-                   f"match the manifest (names, dtypes, {checked['shapes']})")
-        if sys.platform == "darwin":
-            result = super().validate(path, manifest, module, tokenizer)
-        else:
-            result = {"ran": False, "reason": f"{MACOS_ONLY}; checked the spec: {summary}",
-                      "lengths": validation_lengths(manifest), "passed": None}
-        return {**result, "spec_checked": True, "spec": checked}
+
+def core_ml_predictor(path: Path, manifest: dict):
+    """(predict, info) with MLModel.predict, or (None, None) where this macOS Python cannot load Core ML."""
+    ct = require_module("coremltools", "coremltools")
+    # fp32 on CPU only: the GPU and Neural Engine compute in reduced precision, which an fp32
+    # comparison against PyTorch would misread as an export error.
+    units = ct.ComputeUnit.CPU_ONLY if manifest["precision"] == "fp32" else ct.ComputeUnit.ALL
+    model = ct.models.MLModel(str(path), compute_units=units)
+    if model.__proxy__ is None:
+        return None, None
+    names = tuple(i["name"] for i in manifest["inputs"])
+
+    def predict(feed: dict[str, np.ndarray]):
+        out = model.predict({name: feed[name].astype(np.int32) for name in names})
+        return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
+
+    return predict, {"runtime": "coreml", "compute_units": units.name}
+
+
+def reference_predictor(path: Path):
+    """(predict, info) running the saved ML Program op by op with numpy (export/coreml_mil)."""
+    from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME, load_program
+
+    program = load_program(path)
+
+    def predict(feed: dict[str, np.ndarray]):
+        out = program(feed)
+        return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
+
+    return predict, {"runtime": EVALUATOR_RUNTIME,
+                     "why": f"{MACOS_ONLY} (this is {sys.platform}); the saved program is evaluated instead",
+                     **program.describe()}
 
 
 def check_spec(path: Path, manifest: dict) -> dict:
