@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
+from pocketbert.errors import PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import QAModule
@@ -89,24 +89,27 @@ class ExecuTorchExporter(Exporter):
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         runtime_module = require_module("executorch.runtime", "executorch")
         runtime = runtime_module.Runtime.get()
+        names = tuple(i["name"] for i in manifest["inputs"])
+        sequence = manifest.get("graph", {}).get("sequence", {})
+        lengths = (sequence["static"],) if "static" in sequence else None
         if manifest.get("backend") == "coreml" and not runtime.backend_registry.is_available("CoreMLBackend"):
-            raise NotRunnableHere("the Core ML delegate runs only in ExecuTorch builds for iOS/macOS (this runtime has "
-                                  f"{', '.join(runtime.backend_registry.registered_backend_names)}); "
-                                  "run it with the mobile harness on an Apple device")
+            # The Core ML delegate runs only in ExecuTorch builds for iOS/macOS; its payload is an ML Program,
+            # which the Core ML reference evaluator runs instead (NotRunnableHere where it cannot).
+            from pocketbert.export.coreml_mil.executorch_payload import delegate_predictor
+
+            predict, info = delegate_predictor(Path(path), manifest)
+            return Runner(predict, names, batch_one=True, lengths=lengths, info=info)
         if threads:
             # The XNNPACK threadpool is process-wide in the pybindings; there is no per-program setting.
             from executorch.extension.pybindings import portable_lib
 
             portable_lib._unsafe_reset_threadpool(threads)
         method = runtime.load_program(Path(path)).load_method("forward")
-        names = tuple(i["name"] for i in manifest["inputs"])
 
         def predict(feed: dict[str, np.ndarray]):
             start, end = method.execute([torch.from_numpy(feed[name]) for name in names])
             return start.numpy(), end.numpy()
 
-        sequence = manifest.get("graph", {}).get("sequence", {})
-        lengths = (sequence["static"],) if "static" in sequence else None
         return Runner(predict, names, batch_one=True, lengths=lengths,
                       info={"runtime": "executorch.runtime", "threads": threads or "runtime default",
                             "backends": runtime.backend_registry.registered_backend_names})
