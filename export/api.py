@@ -7,12 +7,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pocketbert.errors import PocketbertError
-from pocketbert.export.base import ExportOptions
+from pocketbert.export.base import ExportOptions, validation_lengths
 from pocketbert.export.registry import get_format
-from pocketbert.export.task import OUTPUT_NAMES, exportable_qa
+from pocketbert.export.loader_files import MODEL_CONFIG_NAME, write_loader_files
+from pocketbert.export.task import MASK_CONVERSIONS, OUTPUT_NAMES, check_wrapper, exportable_qa, refusal
 from pocketbert.fsutil import atomic_dir
 from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, tool_versions, write_manifest
-from pocketbert.modeling import load_qa_model, save_tokenizer
+from pocketbert.modeling import load_qa_model, max_sequence_length, save_tokenizer, tokenizer_contract
 
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
@@ -34,10 +35,13 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
 
     loaded = load_qa_model(model)
-    max_positions = loaded.model.config.max_position_embeddings
+    refused = refusal(loaded.model.config, format, precision)
+    if refused:
+        raise PocketbertError(refused)
+    max_positions = max_sequence_length(loaded.model.config)
     if max(seq_lens) > max_positions:
         raise PocketbertError(
-            f"sequence length {max(seq_lens)} exceeds the model's max_position_embeddings ({max_positions}); "
+            f"sequence length {max(seq_lens)} exceeds what the model's position embeddings allow ({max_positions}); "
             f"use --seq-len {max_positions} or less"
         )
     options = ExportOptions(precision=precision, seq_lens=tuple(sorted(set(seq_lens))), dynamic=dynamic,
@@ -45,11 +49,24 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
                             backend=backend or (exporter.backends[0] if exporter.backends else None),
                             deployment_target=deployment_target)
     module = exportable_qa(loaded.model)
+    sequence = {"dynamic": dynamic, "min": options.min_seq_len if dynamic else min(options.seq_lens),
+                "max": options.max_seq_len, "lengths": list(options.seq_lens)}
+    # Before any conversion: a wrapper that changes the model would make every artifact wrong the same way.
+    wrapper_check = check_wrapper(module, loaded.tokenizer, validation_lengths({"sequence": sequence}))
 
     # The bar closes (ending its line) before any error message is printed below it.
     with tqdm(total=3, desc=f"export {format}/{precision}", unit="step") as steps, \
             atomic_dir(out, force=force) as folder:
-        artifact = folder / f"model{exporter.suffix}"
+        accepted = exporter.accepted_lengths(module, options)
+        contract = tokenizer_contract(loaded.tokenizer, exporter.input_names(module), options.max_seq_len,
+                                      single_length=single_length(accepted))
+        # Tokenizer and config.json first: platform loaders open the folder as is, and formats that pack the
+        # vocabulary into the artifact (TFLite metadata) read it from the folder while exporting.
+        checkpoint = Path(loaded.source["checkpoint"])
+        save_tokenizer(loaded.tokenizer, folder, contract, source_dir=checkpoint if checkpoint.is_dir() else None)
+        write_loader_files(folder, loaded.model.config, exporter.loader_config(options))
+        artifact = folder / exporter.artifact_name(options)
+        artifact.parent.mkdir(parents=True, exist_ok=True)
         steps.set_postfix_str("convert")
         graph = exporter.export(module, options, artifact)
         steps.update()
@@ -61,11 +78,17 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
             "format": format,
             "backend": options.backend,
             "precision": precision,
-            "artifact": artifact.name,
+            "artifact": artifact.relative_to(folder).as_posix(),
             "inputs": inputs,
             "outputs": outputs,
-            "sequence": {"dynamic": dynamic, "min": options.min_seq_len if dynamic else min(options.seq_lens),
-                         "max": options.max_seq_len, "lengths": list(options.seq_lens)},
+            "sequence": sequence,
+            "accepted_lengths": accepted,
+            "attention_mask": {
+                "input": "attention_mask", "values": "1 = real token, 0 = padding (the tokenizer's own mask)",
+                "dtype": exporter.input_dtype, "conversion": MASK_CONVERSIONS[module.mask_kind],
+                **({"local_window_half_width": module.local_window} if module.local_window else {}),
+            },
+            "tokenizer_contract": contract,
             "parameters": loaded.source["parameters"],
             "file_bytes": size,
             "sha256": sha256,
@@ -77,17 +100,64 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         }
         steps.set_postfix_str("validate")
         manifest["validation"] = exporter.validate(artifact, manifest, module, loaded.tokenizer)
+        manifest["validation"]["wrapper_vs_original"] = wrapper_check
         steps.update()
         if manifest["validation"]["passed"] is False:
             raise PocketbertError(
-                f"the {format} fp32 artifact differs from PyTorch by {manifest['validation']['max_abs_diff']:.2e} "
-                f"(> {manifest['validation']['tolerance']:.0e}); nothing was written — report this export as a bug"
+                f"the {format} fp32 artifact differs from the original {manifest['source']['architecture']} by "
+                f"{manifest['validation']['max_abs_diff']:.2e} (> {manifest['validation']['tolerance']:.0e}); "
+                "nothing was written — report this export as a bug"
             )
-        save_tokenizer(loaded.tokenizer, folder)
-        manifest["tokenizer"] = sorted(p.name for p in folder.iterdir() if p != artifact)
+        manifest["tokenizer"] = sorted(p.name for p in folder.iterdir()
+                                       if p.name not in (artifact.relative_to(folder).parts[0], MODEL_CONFIG_NAME))
+        manifest["config"] = MODEL_CONFIG_NAME
         write_manifest(folder, manifest)
         steps.update()
     return manifest
+
+
+def support_table() -> str:
+    """Markdown: which architecture exports to which format and precision (`pocketbert export --list-support`).
+
+    Every cell not refused here is exported and compared with the original transformers model by
+    tests/test_architectures.py (fp32 everywhere, int8 for a subset); refused cells fail up front with the
+    reason in the footnote.
+    """
+    from pocketbert.export.registry import format_class, format_names
+    from pocketbert.export.task import refusal_reason
+    from pocketbert.modeling import ENCODERS
+
+    formats = [format_class(name) for name in format_names()]
+    lines = ["| Architecture | mask | " + " | ".join(f"{f.name} ({f.runtime})" for f in formats) + " |",
+             "|---" * (len(formats) + 2) + "|"]
+    notes: list[str] = []
+    for encoder in ENCODERS.values():
+        cells = []
+        for exporter in formats:
+            reasons = {p: refusal_reason(encoder.model_type, exporter.name, p) for p in exporter.precisions}
+            for reason in reasons.values():
+                if reason is not None and reason not in notes:
+                    notes.append(reason)
+            if len(set(reasons.values())) == 1 and None not in reasons.values():
+                cells.append(f"refused [{notes.index(reasons[exporter.precisions[0]]) + 1}]")
+                continue
+            cells.append(" ".join(p if reason is None else f"~~{p}~~ [{notes.index(reason) + 1}]"
+                                  for p, reason in reasons.items()))
+        lines.append(f"| {encoder.display_name} | {encoder.mask} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"[{i}] {note}" for i, note in enumerate(notes, 1)] + [
+        "", "Every export is compared with the original transformers model in its own runtime; "
+        "tests/test_architectures.py exports each architecture to every format (fp32; Core ML fp16) and to int8 "
+        "for DeBERTa-v2 and ModernBERT (BERT and DistilBERT int8 in the format tests)."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def single_length(accepted: dict) -> int | None:
+    """The one sequence length the artifact takes, if it takes only one (its tokenizer.json then pads to it)."""
+    sequence = accepted["sequence"]
+    if sequence["kind"] == "static":
+        return sequence["length"]
+    lengths = list(sequence.get("signatures", {}).values()) or sequence.get("lengths", [])
+    return lengths[0] if len(lengths) == 1 else None
 
 
 def describe(manifest: dict) -> str:
@@ -102,4 +172,4 @@ def describe(manifest: dict) -> str:
             f"{manifest['file_bytes'] / 1e6:.1f} MB, validated on lengths {v['lengths']} ({check})")
 
 
-__all__ = ["export_model", "describe", "OUTPUT_NAMES"]
+__all__ = ["export_model", "describe", "support_table", "OUTPUT_NAMES"]

@@ -1,15 +1,14 @@
 """`pocketbert export MODEL --format F ...`"""
 from __future__ import annotations
 
-
 from pocketbert.export.registry import format_names
 
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a QA checkpoint to ExecuTorch / Core ML / TFLite / ONNX, validated",
                        description="Export a BERT-family extractive-QA model and validate it in its own runtime.")
-    p.add_argument("model", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
-    p.add_argument("--format", required=True, choices=format_names())
+    p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
+    p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
                    help="fp32, fp16, int8; Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
@@ -17,13 +16,22 @@ def register(sub) -> None:
     p.add_argument("--dynamic", action="store_true", help="a sequence-length range up to max_position_embeddings instead")
     p.add_argument("--backend", help="executorch: xnnpack (default) or coreml")
     p.add_argument("--deployment-target", help="coreml: minimum OS, e.g. iOS17 (default), iOS18, macOS14")
-    p.add_argument("--out", required=True, help="output folder (artifact + manifest.json + tokenizer)")
+    p.add_argument("--out", help="output folder (artifact + manifest.json + tokenizer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.add_argument("--list-support", action="store_true",
+                   help="print which architectures export to which format and precision (markdown), and exit")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pocketbert.export.api import describe, export_model
+    from pocketbert.errors import PocketbertError
+    from pocketbert.export.api import describe, export_model, support_table
+
+    if args.list_support:
+        print(support_table(), end="")
+        return 0
+    if not (args.model and args.format and args.out):
+        raise PocketbertError("pass MODEL, --format and --out (or --list-support to see what exports)")
 
     manifest = export_model(args.model, args.format, args.out, precision=args.precision,
                             seq_lens=tuple(args.seq_len), dynamic=args.dynamic, backend=args.backend,

@@ -1,6 +1,12 @@
-"""Tiny real models for the suite: 2 layers, hidden 64, the real uncased 30522 WordPiece vocab."""
+"""Tiny real models for the suite: 2 layers, hidden 64, with the tokenizer kind each architecture ships with.
+
+WordPiece models use the embedded teacher's real uncased 30522 vocab. BPE (RoBERTa, ModernBERT) and
+SentencePiece (XLM-R, ALBERT, DeBERTa-v2) tokenizers are trained here on a few sentences, since no hub is
+reachable; they tokenise like the real ones (byte-level BPE, unigram pieces), only with a small vocabulary.
+"""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,29 +16,136 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TINY = dict(layers=2, hidden=64, heads=2, intermediate=128, max_positions=512)
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "albert", "electra", "mobilebert", "deberta-v2",
+                 "modernbert")
+# Smaller than the test lengths, so the sliding-window layers differ from full attention in every test.
+TINY_MODERNBERT_LOCAL_ATTENTION = 16
+
+TOKENIZER_TRAINING_TEXT = [
+    "The report on coastal flooding was written by Maria Okafor, a hydrologist at the university.",
+    "Despite rising fuel prices, the airline carried 4.2 million passengers last year, up from 3.9 million.",
+    "Who wrote the report? How many passengers did the airline carry? When was it published?",
+    "Its chief executive said ticket sales in Europe had never been stronger, and shares rose in March 2021.",
+    "The river crossed three valleys before it reached the estuary, where engineers measured the tide.",
+    "A new bridge opened in the city centre after four years of work, costing 120 million euros.",
+]
 
 
-def build_tiny_qa_checkpoint(folder: Path, architecture: str = "distilbert", seed: int = 0) -> Path:
-    """Save a randomly initialised tiny *ForQuestionAnswering with the embedded teacher's tokenizer."""
-    import torch
-    from transformers import (BertConfig, BertForQuestionAnswering, DistilBertConfig,
-                              DistilBertForQuestionAnswering)
+def _training_text() -> list[str]:
+    # The validation pairs too, so that their words are whole tokens and short pairs leave room for padding.
+    from pocketbert.export.task import VALIDATION_EXAMPLES
 
+    return TOKENIZER_TRAINING_TEXT + [text for ex in VALIDATION_EXAMPLES for text in (ex.question, ex.context)]
+
+
+def _bpe_tokenizer():
+    """A RoBERTa-style byte-level BPE tokenizer (vocab.json + merges.txt world)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(_training_text(), vocab_size=1000, special_tokens=specials, show_progress=False)
+    model = json.loads(trainer._tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return RobertaTokenizer(vocab=model["vocab"], merges=merges)
+
+
+def _sentencepiece_tokenizer(folder: Path, architecture: str):
+    """A SentencePiece unigram tokenizer whose ids match the .model file saved next to the checkpoint."""
+    import io
+
+    import sentencepiece
+    from transformers import AlbertTokenizer, DebertaV2Tokenizer, XLMRobertaTokenizer
+
+    if architecture == "xlm-roberta":
+        cls, file_name, lower = XLMRobertaTokenizer, "sentencepiece.bpe.model", False
+        ids = dict(bos_id=0, pad_id=1, eos_id=2, unk_id=3, bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>",
+                   unk_piece="<unk>")
+        extra = ["<mask>"]
+    elif architecture == "albert":
+        cls, file_name, lower = AlbertTokenizer, "spiece.model", True
+        ids = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="<pad>", unk_piece="<unk>", bos_piece="[CLS]",
+                   eos_piece="[SEP]")
+        extra = ["[MASK]"]
+    else:
+        cls, file_name, lower = DebertaV2Tokenizer, "spm.model", False
+        ids = dict(pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+                   unk_piece="[UNK]")
+        extra = ["[MASK]"]
+    model = io.BytesIO()
+    text = [s.lower() for s in _training_text()] if lower else _training_text()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_writer=model, vocab_size=1000, hard_vocab_limit=False,
+        model_type="unigram", user_defined_symbols=extra, minloglevel=2, **ids)
+    (folder / file_name).write_bytes(model.getvalue())
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    if cls is AlbertTokenizer:
+        return cls(vocab=vocab, do_lower_case=True)
+    if cls is DebertaV2Tokenizer:
+        return cls(vocab=vocab, unk_id=ids["unk_id"])
+    return cls(vocab=vocab)
+
+
+def tiny_tokenizer(folder: Path, architecture: str):
     from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
 
+    if architecture in ("roberta", "modernbert"):
+        return _bpe_tokenizer()
+    if architecture in ("xlm-roberta", "albert", "deberta-v2"):
+        return _sentencepiece_tokenizer(folder, architecture)
+    return load_tokenizer(embedded_teacher_dir())
+
+
+def tiny_config(architecture: str, tokenizer, **overrides):
+    import transformers
+
+    common = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=TINY["layers"],
+                  hidden_size=TINY["hidden"], num_attention_heads=TINY["heads"],
+                  intermediate_size=TINY["intermediate"], max_position_embeddings=TINY["max_positions"])
+    if architecture == "distilbert":
+        return transformers.DistilBertConfig(
+            vocab_size=len(tokenizer), n_layers=TINY["layers"], dim=TINY["hidden"], n_heads=TINY["heads"],
+            hidden_dim=TINY["intermediate"], max_position_embeddings=TINY["max_positions"], **overrides)
+    if architecture in ("roberta", "xlm-roberta"):
+        # Real checkpoints: one token type, and positions start after the padding index (512 + 2 slots).
+        cls = transformers.RobertaConfig if architecture == "roberta" else transformers.XLMRobertaConfig
+        return cls(**{**common, "max_position_embeddings": TINY["max_positions"] + 2}, type_vocab_size=1,
+                   bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, **overrides)
+    if architecture == "albert":
+        return transformers.AlbertConfig(**common, embedding_size=32, **overrides)
+    if architecture == "electra":
+        return transformers.ElectraConfig(**common, embedding_size=32, **overrides)
+    if architecture == "mobilebert":
+        return transformers.MobileBertConfig(**{**common, "intermediate_size": 64}, embedding_size=32,
+                                             true_hidden_size=32, intra_bottleneck_size=32,
+                                             num_feedforward_networks=2, **overrides)
+    if architecture == "deberta-v2":
+        # DeBERTa-v3 settings: relative positions only, shared keys, both disentangled terms.
+        return transformers.DebertaV2Config(**common, relative_attention=True, position_buckets=64,
+                                            pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                                            share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0,
+                                            **overrides)
+    if architecture == "modernbert":
+        settings = dict(local_attention=TINY_MODERNBERT_LOCAL_ATTENTION, bos_token_id=tokenizer.cls_token_id,
+                        eos_token_id=tokenizer.sep_token_id, cls_token_id=tokenizer.cls_token_id,
+                        sep_token_id=tokenizer.sep_token_id)
+        return transformers.ModernBertConfig(**common, **{**settings, **overrides})
+    return transformers.BertConfig(**common, **overrides)
+
+
+def build_tiny_qa_checkpoint(folder: Path, architecture: str = "distilbert", seed: int = 0, **config) -> Path:
+    """Save a randomly initialised tiny *ForQuestionAnswering with a tokenizer of the architecture's kind."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
     torch.manual_seed(seed)
-    if architecture == "bert":
-        config = BertConfig(num_hidden_layers=TINY["layers"], hidden_size=TINY["hidden"],
-                            num_attention_heads=TINY["heads"], intermediate_size=TINY["intermediate"],
-                            max_position_embeddings=TINY["max_positions"])
-        model = BertForQuestionAnswering(config)
-    else:
-        config = DistilBertConfig(n_layers=TINY["layers"], dim=TINY["hidden"], n_heads=TINY["heads"],
-                                  hidden_dim=TINY["intermediate"], max_position_embeddings=TINY["max_positions"])
-        model = DistilBertForQuestionAnswering(config)
     folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer(folder, architecture)
+    model = AutoModelForQuestionAnswering.from_config(tiny_config(architecture, tokenizer, **config))
     model.save_pretrained(str(folder))
-    load_tokenizer(embedded_teacher_dir()).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
     return folder
 
 
@@ -44,3 +157,17 @@ def tiny_distilbert_qa(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_qa(tmp_path_factory) -> Path:
     return build_tiny_qa_checkpoint(tmp_path_factory.mktemp("tiny-bert-qa"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """architecture -> a tiny QA checkpoint folder, built on first use."""
+    built: dict[str, Path] = {}
+
+    def get(architecture: str) -> Path:
+        if architecture not in built:
+            built[architecture] = build_tiny_qa_checkpoint(tmp_path_factory.mktemp(f"tiny-{architecture}-qa"),
+                                                           architecture)
+        return built[architecture]
+
+    return get

@@ -101,8 +101,8 @@ def test_corrupt_checkpoint(tiny_distilbert_qa, tmp_path, capsys):
     line = _error_line(["export", str(broken), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
     assert "could not be loaded" in line
     (broken / "config.json").write_text("{not json")
-    assert "cannot read the model config" in _error_line(
-        ["export", str(broken), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    line = _error_line(["export", str(broken), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "config.json" in line and "is corrupt" in line and "pass a local checkpoint directory" not in line
 
 
 def test_checkpoint_without_qa_head(tmp_path, capsys):
@@ -119,7 +119,51 @@ def test_unsupported_architecture(tmp_path, capsys):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "vit"}))
     line = _error_line(["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
-    assert "no extractive-QA model class" in line
+    assert "'vit' is not a supported encoder architecture" in line
+
+
+def test_decoder_with_a_qa_head_is_not_a_supported_encoder(tmp_path, capsys):
+    from transformers import GPT2Config, GPT2ForQuestionAnswering
+
+    GPT2ForQuestionAnswering(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)) \
+        .save_pretrained(str(tmp_path / "gpt2"))
+    line = _error_line(["export", str(tmp_path / "gpt2"), "--format", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert "'gpt2' is not a supported encoder architecture" in line
+
+
+def test_bert_family_encoder_without_qa_head(tmp_path, capsys):
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    DebertaV2Model(DebertaV2Config(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                                   vocab_size=100)).save_pretrained(str(tmp_path / "deberta"))
+    line = _error_line(["export", str(tmp_path / "deberta"), "--format", "onnx", "--out", str(tmp_path / "o")],
+                       capsys)
+    assert "no QA head" in line
+
+
+def test_loading_a_checkpoint_with_a_pooler_says_one_line(tiny_distilbert_qa, tmp_path, capfd):
+    """transformers' multi-line load report is replaced by one line of ours."""
+    from transformers import BertConfig, BertForQuestionAnswering, BertModel
+
+    from pocketbert.modeling import load_qa_model
+
+    config = BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    encoder = BertModel(config)  # has a pooler, which the QA model does not use
+    qa = BertForQuestionAnswering(config)
+    state = {**{f"bert.{k}": v for k, v in encoder.state_dict().items()}, **{
+        k: v for k, v in qa.state_dict().items() if k.startswith("qa_outputs")}}
+    qa.load_state_dict(state, strict=False)
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "with-pooler"
+    qa.save_pretrained(str(folder))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((tiny_distilbert_qa / name).read_bytes())
+    capfd.readouterr()
+    load_qa_model(folder)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pooler" in err[0] and err[0].startswith("pocketbert: note:")
 
 
 def test_format_precision_pair_that_does_not_exist(tiny_distilbert_qa, tmp_path, capsys):
@@ -131,7 +175,7 @@ def test_format_precision_pair_that_does_not_exist(tiny_distilbert_qa, tmp_path,
 def test_sequence_longer_than_positions(tiny_distilbert_qa, tmp_path, capsys):
     line = _error_line(["export", str(tiny_distilbert_qa), "--format", "onnx", "--seq-len", "600",
                         "--out", str(tmp_path / "o")], capsys)
-    assert "max_position_embeddings (512)" in line
+    assert "position embeddings allow (512)" in line
     assert not (tmp_path / "o").exists()
 
 

@@ -12,7 +12,8 @@ from pocketbert.cli import main  # noqa: E402
 from pocketbert.errors import PocketbertError  # noqa: E402
 from pocketbert.export.api import export_model  # noqa: E402
 from pocketbert.export.formats.executorch import ExecuTorchExporter  # noqa: E402
-from pocketbert.export.task import exportable_qa, torch_reference, validation_inputs  # noqa: E402
+from pocketbert.export.task import (VALIDATION_EXAMPLES, exportable_qa, torch_reference,  # noqa: E402
+                                    validation_inputs)
 from pocketbert.manifest import read_manifest  # noqa: E402
 from pocketbert.modeling import load_qa_model  # noqa: E402
 
@@ -37,10 +38,10 @@ def test_runner_takes_lengths_the_validation_did_not_use(fp32_dynamic, tiny_dist
     loaded = load_qa_model(str(tiny_distilbert_qa))
     module = exportable_qa(loaded.model)
     runner = ExecuTorchExporter().load(out / manifest["artifact"], read_manifest(out), threads=1)
-    inputs = validation_inputs(loaded.tokenizer, module.input_names, 77)  # batch 2: fed row by row
+    inputs = validation_inputs(loaded.tokenizer, module.input_names, 77)  # one row per pair: fed row by row
     start, end = runner(inputs)
     ref_start, ref_end = torch_reference(module, inputs)
-    assert start.shape == ref_start.shape == (2, 77)
+    assert start.shape == ref_start.shape == (len(VALIDATION_EXAMPLES), 77)
     assert max(np.abs(start - ref_start).max(), np.abs(end - ref_end).max()) <= 1e-4
 
 
@@ -99,3 +100,30 @@ def test_cli_export(tiny_distilbert_qa, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "executorch" and manifest["validation"]["passed"]
     assert (out / "model.pte").is_file() and (out / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_delegable_layer_norm_equals_layer_norm_with_and_without_bias(bias):
+    """ModernBERT's norms have no bias; the decomposed norm must accept that."""
+    import torch
+
+    from pocketbert.export.formats.executorch import DelegableLayerNorm
+
+    norm = torch.nn.LayerNorm(16, bias=bias)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(2, 5, 16)
+    assert torch.allclose(DelegableLayerNorm(norm)(x), norm(x), atol=1e-5)
+
+
+def test_int8_embedding_keeps_a_weight_for_code_that_reads_it():
+    """DeBERTa-v2 reads rel_embeddings.weight directly instead of calling the embedding."""
+    import torch
+
+    from pocketbert.export.formats.executorch_quant import Int8RowEmbedding
+
+    embedding = torch.nn.Embedding(10, 8)
+    quantized = Int8RowEmbedding(embedding)
+    assert quantized.weight.shape == embedding.weight.shape
+    assert torch.allclose(quantized.weight, embedding.weight, atol=float(quantized.row_scales.max()))
+    ids = torch.tensor([[1, 4, 9]])
+    assert torch.allclose(quantized(ids), quantized.weight[ids])

@@ -86,6 +86,14 @@ class ExecuTorchExporter(Exporter):
             program.write_to_file(handle)
         return facts
 
+    def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
+        # Several --seq-len values export one program over the range between them.
+        facts = super().accepted_lengths(module, options)
+        low, high = sequence_range(options)
+        facts["sequence"] = {"kind": "static", "length": low} if low == high else {"kind": "range", "min": low,
+                                                                                    "max": high}
+        return facts
+
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         runtime_module = require_module("executorch.runtime", "executorch")
         runtime = runtime_module.Runtime.get()
@@ -133,15 +141,25 @@ def sequence_range(options: ExportOptions) -> tuple[int, int]:
 def xnnpack_friendly_copy(module: QAModule):
     """A copy of `module` whose attention and layer norms lower entirely to XNNPACK (same outputs)."""
     program_module = copy.deepcopy(module)
-    register_batch_one_attention()
-    program_module.model.set_attn_implementation(BATCH_ONE_ATTENTION)
+    # Models with their own attention code (DeBERTa-v2) do not go through transformers' AttentionInterface.
+    pluggable = program_module.model._can_set_attn_implementation()
+    if pluggable:
+        register_batch_one_attention()
+        program_module.model.set_attn_implementation(BATCH_ONE_ATTENTION)
     layer_norms = 0
     for parent in list(program_module.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, nn.LayerNorm):
+            if isinstance(child, nn.LayerNorm) and not normalizes_a_constant(parent, name):
                 setattr(parent, name, DelegableLayerNorm(child))
                 layer_norms += 1
-    return program_module, {"attention": "batch-1 3-D bmm + softmax", "layer_norms_decomposed": layer_norms}
+    attention = "batch-1 3-D bmm + softmax" if pluggable else "the model's own (no attention interface)"
+    return program_module, {"attention": attention, "layer_norms_decomposed": layer_norms}
+
+
+def normalizes_a_constant(parent: nn.Module, name: str) -> bool:
+    """DeBERTa-v2's encoder LayerNorm normalizes the relative-position table, which depends on no input: decomposed,
+    it becomes a delegate partition that returns a constant, which XNNPACK rejects as a pass-through argument."""
+    return name == "LayerNorm" and hasattr(parent, "rel_embeddings")
 
 
 def register_batch_one_attention() -> None:
@@ -180,13 +198,17 @@ class DelegableLayerNorm(nn.Module):
     def __init__(self, norm: nn.LayerNorm):
         super().__init__()
         width = norm.normalized_shape[-1]
+        # Either may be None: ModernBERT's norms have no bias, and elementwise_affine=False has neither.
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
         self.register_buffer("averager", torch.full((1, width), 1.0 / width), persistent=False)
 
     def forward(self, x):
         centered = x - F.linear(x, self.averager)
         variance = F.linear(centered * centered, self.averager)
-        return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+        normalized = centered * torch.rsqrt(variance + self.eps)
+        if self.weight is not None:
+            normalized = normalized * self.weight
+        return normalized if self.bias is None else normalized + self.bias
 
 
 def delegable_reshapes(graph_module):

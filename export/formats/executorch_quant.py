@@ -29,6 +29,12 @@ class Int8RowEmbedding(nn.Module):
         self.register_buffer("rows", torch.round(weight / scale).clamp(-127, 127).to(torch.int8))
         self.register_buffer("row_scales", scale)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The whole table, dequantized: for code that reads embedding.weight instead of calling it (DeBERTa-v2's
+        relative-position embeddings)."""
+        return self.rows.to(torch.float32) * self.row_scales
+
     def forward(self, ids):
         return F.embedding(ids, self.rows).to(torch.float32) * F.embedding(ids, self.row_scales)
 

@@ -25,6 +25,9 @@ class OnnxExporter(Exporter):
         # ONNX always keeps batch and sequence symbolic, whatever lengths were asked for.
         return super().io_spec(module, ExportOptions(**{**options.to_dict(), "dynamic": True}))
 
+    def accepted_lengths(self, module, options):
+        return super().accepted_lengths(module, ExportOptions(**{**options.to_dict(), "dynamic": True}))
+
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
         import torch
 

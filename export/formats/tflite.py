@@ -128,6 +128,11 @@ class TfliteExporter(Exporter):
                                                          "rules": recipe},
         }
 
+    def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
+        facts = super().accepted_lengths(module, options)  # each length is its own named signature
+        facts["sequence"] = {"kind": "signatures", "signatures": {signature_name(n): n for n in options.seq_lens}}
+        return facts
+
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         interpreter_module = require_module("ai_edge_litert.interpreter", "ai-edge-litert")
         interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
