@@ -83,7 +83,8 @@ def test_signatures_and_named_int32_inputs(distilbert_exports):
     signatures = interpreter.get_signature_list()
     assert set(signatures) == {"seq32", "seq64"}
     for name, length in (("seq32", 32), ("seq64", 64)):
-        assert sorted(signatures[name]["inputs"]) == ["attention_mask", "input_ids"]
+        # token_type_ids too: the Task Library feeds it (DistilBERT ignores it).
+        assert sorted(signatures[name]["inputs"]) == ["attention_mask", "input_ids", "token_type_ids"]
         assert sorted(signatures[name]["outputs"]) == ["end_logits", "start_logits"]
         details = interpreter.get_signature_runner(name).get_input_details()
         assert all(d["dtype"] == np.int32 and list(d["shape"]) == [1, length] for d in details.values())
@@ -97,7 +98,9 @@ def test_manifest_records_graph_facts(distilbert_exports):
     assert {"FULLY_CONNECTED", "SOFTMAX", "EMBEDDING_LOOKUP"} <= set(graph["op_histogram"])
     assert graph["operators"] == sum(graph["op_histogram"].values())
     assert graph["quantization"] is None
-    assert [i["dtype"] for i in manifest["inputs"]] == ["int32", "int32"]
+    assert [i["dtype"] for i in manifest["inputs"]] == ["int32", "int32", "int32"]
+    assert graph["ignored_inputs"] == ["token_type_ids"]
+    assert graph["op_versions"]["FULLY_CONNECTED"] >= 1 and set(graph["op_versions"]) == set(graph["op_histogram"])
     assert manifest["sequence"] == {"dynamic": False, "min": 32, "max": 64, "lengths": list(LENGTHS)}
 
 
@@ -106,12 +109,13 @@ def test_runner_feeds_int64_batches_and_matches_validation(distilbert_exports, t
     from pocketbert.modeling import load_qa_model
 
     runner, _ = load_runner(distilbert_exports["fp32"])
-    assert runner.lengths == LENGTHS and runner.input_names == ("input_ids", "attention_mask")
+    assert runner.lengths == LENGTHS and runner.input_names == ("input_ids", "attention_mask", "token_type_ids")
     inputs = validation_inputs(load_tokenizer(tiny_distilbert_qa), runner.input_names, 64)
-    assert inputs["input_ids"].dtype == np.int64 and len(inputs["input_ids"]) == 2
+    rows = len(inputs["input_ids"])
+    assert inputs["input_ids"].dtype == np.int64 and rows >= 2
     start, end = runner(inputs)
     ref_start, ref_end = torch_reference(exportable_qa(load_qa_model(tiny_distilbert_qa).model), inputs)
-    assert start.shape == end.shape == (2, 64)
+    assert start.shape == end.shape == (rows, 64)
     assert np.abs(start - ref_start).max() <= 1e-4 and np.abs(end - ref_end).max() <= 1e-4
 
 
@@ -119,13 +123,14 @@ def test_runner_refuses_a_length_that_is_not_a_signature(distilbert_exports):
     runner, _ = load_runner(distilbert_exports["int8"])
     ids = np.full((1, 40), 1012, dtype=np.int64)
     with pytest.raises(PocketbertError, match=r"lengths \[32, 64\], not 40"):
-        runner({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        runner({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
 
 
 def test_bert_type_model_takes_token_type_ids(tiny_bert_qa, tmp_path):
     manifest = export_model(str(tiny_bert_qa), "tflite", tmp_path / "bert", seq_lens=(48,))
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest["graph"]["signatures"]["seq48"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest["graph"]["ignored_inputs"] == []
     assert manifest["validation"]["passed"] is True and manifest["validation"]["max_abs_diff"] <= 1e-4
     signature = interpreter_for(tmp_path / "bert").get_signature_list()["seq48"]
     assert sorted(signature["inputs"]) == ["attention_mask", "input_ids", "token_type_ids"]
@@ -144,7 +149,8 @@ def test_flex_ops_are_refused_and_nothing_is_written(tiny_distilbert_qa, tmp_pat
     from pocketbert.export.formats import tflite
 
     # No small BERT needs Flex ops after conversion, so stand in for one that does.
-    monkeypatch.setattr(tflite, "operator_inventory", lambda model: (Counter({"FULLY_CONNECTED": 1}), ["FlexErf"]))
+    monkeypatch.setattr(tflite, "operator_inventory",
+                        lambda model: (Counter({"FULLY_CONNECTED": 1}), ["FlexErf"], {"FULLY_CONNECTED": 1}))
     with pytest.raises(PocketbertError, match=r"Flex ops \['FlexErf'\]"):
         export_model(str(tiny_distilbert_qa), "tflite", tmp_path / "flex", seq_lens=(32,))
     assert list(tmp_path.iterdir()) == []
@@ -153,5 +159,13 @@ def test_flex_ops_are_refused_and_nothing_is_written(tiny_distilbert_qa, tmp_pat
 def test_operator_inventory_reads_builtin_names(distilbert_exports):
     from pocketbert.export.formats.tflite import operator_inventory
 
-    histogram, custom = operator_inventory((distilbert_exports["int8"] / "model.tflite").read_bytes())
+    histogram, custom, _ = operator_inventory((distilbert_exports["int8"] / "model.tflite").read_bytes())
     assert custom == [] and histogram["FULLY_CONNECTED"] > 0 and histogram["SOFTMAX"] > 0
+
+
+def test_task_library_length_comes_first():
+    """The Task Library runs subgraph 0 with 384 tokens, so that signature is converted first."""
+    from pocketbert.export.formats.tflite import signature_order
+
+    assert signature_order((64, 128, 384)) == [384, 64, 128]
+    assert signature_order((32, 64)) == [32, 64]

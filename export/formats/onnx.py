@@ -11,6 +11,10 @@ from pocketbert.export.registry import register_format
 from pocketbert.export.task import OUTPUT_NAMES, QAModule
 
 OPSET = 20
+# The folder layout of a Hugging Face ONNX model: transformers.js reads onnx/model.onnx (fp32) and
+# onnx/model_quantized.onnx ("q8"); optimum's from_pretrained(folder) finds either by its glob of **/*.onnx.
+ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx"}
+TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8"}
 
 
 @register_format
@@ -20,6 +24,13 @@ class OnnxExporter(Exporter):
     runtime, runtime_module, runtime_package = "onnxruntime", "onnxruntime", "onnxruntime"
     precisions = ("fp32", "int8")
     batch_dynamic = True
+
+    def artifact_name(self, options: ExportOptions) -> str:
+        return ARTIFACT_NAMES[options.precision]
+
+    def loader_config(self, options: ExportOptions) -> dict:
+        # transformers.js picks the file by dtype; without this it would look for the fp32 file in an int8 folder.
+        return {"transformers.js_config": {"dtype": TRANSFORMERS_JS_DTYPES[options.precision]}}
 
     def io_spec(self, module, options):
         # ONNX always keeps batch and sequence symbolic, whatever lengths were asked for.
