@@ -42,8 +42,9 @@ EXPORT_REFUSALS: dict[str, dict[str, str]] = {
     "deberta-v2": {
         "coreml": "coremltools 9.0 cannot convert the `alias` op its relative-position attention leaves in the graph; "
                   "export onnx, tflite or executorch (XNNPACK) instead",
-        "executorch/fp16": "fp16 is the Core ML delegate, and coremltools 9.0 cannot convert the `alias` op its "
-                           "relative-position attention leaves in the graph; use --backend xnnpack (fp32, int8)",
+        "executorch/fp16": "fp16 is the Core ML delegate, where its float32-minimum attention mask overflows to -inf "
+                           "and padded rows turn to NaN (seen by the Core ML reference evaluator); use --backend "
+                           "xnnpack (fp32, int8)",
     },
 }
 
