@@ -98,7 +98,7 @@ def test_compressed_weights_make_smaller_packages(exports):
 def test_off_macos_the_reference_evaluator_validates_and_says_so(exports):
     runner = exports("fp16")[1]["validation"]["runner"]
     assert runner["runtime"] == "reference evaluator (numpy), not Core ML"
-    assert runner["why"].startswith("Core ML predicts only on macOS") and runner["opset"] == "CoreML8"
+    assert runner["why"].startswith("coreml runs on darwin only") and runner["opset"] == "CoreML8"
     assert "enumerated" in runner["spec"]["shapes"]
 
 
@@ -235,3 +235,23 @@ def test_a_mask_that_overflows_fp16_fails_export_naming_the_op(tmp_path, tiny_di
                                               r"(overflows fp16|produces NaN)") as failed:
         export_model(str(tiny_distilbert_qa), "coreml", out, precision="fp16", seq_lens=(128,))  # padded rows
     assert "\n" not in str(failed.value) and not out.exists()
+
+
+def test_eval_scores_a_core_ml_artifact_like_its_pytorch_source(exports, tmp_path):
+    import json
+
+    from pocketbert.bench.evaluate import evaluate
+    from pocketbert.qa import QAWindow
+
+    context = ("The lighthouse on the northern cape was built in 1872 by the engineer Thomas Stevenson, and its lamp "
+               "could be seen from twenty miles out at sea.")
+    qas = [{"id": qid, "question": question, "answers": [{"text": answer, "answer_start": context.find(answer)}]}
+           for qid, question, answer in (("q1", "Who built the lighthouse?", "Thomas Stevenson"),
+                                         ("q2", "When was the lighthouse built?", "1872"))]
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": context, "qas": qas}]}]}))
+    out, _ = exports("fp32")
+    entry = evaluate([str(out)], str(data), QAWindow(LENGTHS[-1], 16))["entries"][0]
+    assert entry["status"] == "ok" and entry["runtime"] == RUNTIME_HERE
+    assert (entry["exact_match"], entry["f1"]) == (entry["reference"]["exact_match"], entry["reference"]["f1"])

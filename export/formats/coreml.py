@@ -8,7 +8,6 @@ the saved spec's inputs, outputs, dtypes and shapes against the manifest.
 from __future__ import annotations
 
 import importlib.metadata
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +34,6 @@ WEIGHT_COMPRESSION = {
 }
 SPEC_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # manifest dtype -> ArrayFeatureType name
 VOCAB_FILES = ("vocab.txt", "vocab.json", "merges.txt")  # WordPiece / BPE; SentencePiece ships a *.model
-MACOS_ONLY = "Core ML predicts only on macOS"
 
 
 def deployment_targets(ct) -> dict:
@@ -230,9 +228,10 @@ class CoreMLExporter(Exporter):
         names = tuple(i["name"] for i in manifest["inputs"])
         sequence = manifest["sequence"]
         lengths = None if sequence["dynamic"] else tuple(sequence["lengths"])
-        predict, info = core_ml_predictor(path, manifest) if self.runs_here() else (None, None)
+        why = self.why_not_runnable_here()
+        predict, info = (None, None) if why else core_ml_predictor(path, manifest)
         if predict is None:
-            predict, info = reference_predictor(path)
+            predict, info = reference_predictor(path, why or "Core ML could not load the model in this Python")
         return Runner(predict, names, batch_one=True, lengths=lengths, info={**info, "spec": checked})
 
 
@@ -254,7 +253,7 @@ def core_ml_predictor(path: Path, manifest: dict):
     return predict, {"runtime": "coreml", "compute_units": units.name}
 
 
-def reference_predictor(path: Path):
+def reference_predictor(path: Path, why: str):
     """(predict, info) running the saved ML Program op by op with numpy (export/coreml_mil)."""
     from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME, load_program
 
@@ -265,7 +264,7 @@ def reference_predictor(path: Path):
         return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
 
     return predict, {"runtime": EVALUATOR_RUNTIME,
-                     "why": f"{MACOS_ONLY} (this is {sys.platform}); the saved program is evaluated instead",
+                     "why": f"{why}; the saved program is evaluated instead",
                      **program.describe()}
 
 
