@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	# A real sshd for the device harness's ssh-target tests (tests start it on 127.0.0.1 only).
 	test -x /usr/sbin/sshd || { apt-get update -q && apt-get install -y -q openssh-server; } \
 		|| echo "warning: could not install openssh-server (need root): the ssh device tests will fail"
+	# WordNet glosses, the second text source of `pocketbert data` (read from /usr/share/wordnet).
+	test -f /usr/share/wordnet/data.noun || { apt-get update -q && apt-get install -y -q wordnet-base; } \
+		|| echo "warning: could not install wordnet-base (need root): the WordNet data test will be skipped"
 	touch $(STAMP)
 
 $(OPTIMUM_VENV)/.installed: Makefile
