@@ -10,7 +10,7 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8; Core ML also palette4 / palette6 (default fp32)")
+                   help="fp32, fp16, int8; ONNX also int4; Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
                    help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default 128 384")
     p.add_argument("--dynamic", action="store_true", help="a sequence-length range up to max_position_embeddings instead")

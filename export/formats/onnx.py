@@ -1,6 +1,8 @@
-"""ONNX: fp32 with dynamic batch and sequence (torch.onnx dynamo exporter), int8 by ORT dynamic quantization."""
+"""ONNX: fp32 with dynamic batch and sequence (torch.onnx dynamo exporter), int8 by ORT dynamic quantization,
+int4 by ORT's blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for embeddings)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,15 @@ from pocketbert.export.task import OUTPUT_NAMES, QAModule
 
 OPSET = 20
 # The folder layout of a Hugging Face ONNX model: transformers.js reads onnx/model.onnx (fp32) and
-# onnx/model_quantized.onnx ("q8"); optimum's from_pretrained(folder) finds either by its glob of **/*.onnx.
-ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx"}
-TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8"}
+# onnx/model_quantized.onnx ("q8") and onnx/model_q4.onnx ("q4"); optimum's from_pretrained(folder) finds any of
+# them by its glob of **/*.onnx.
+ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx", "int4": "onnx/model_q4.onnx"}
+TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int4": "q4"}
+# int4: symmetric blocks (no zero points to store or subtract) of 32 weights along each input dimension;
+# accuracy_level 4 lets ORT's CPU kernel quantize the activations to int8 and use its integer dot-product path,
+# its fastest (the weights stay 4-bit either way).
+INT4_BLOCK_SIZE = 32
+INT4_ACCURACY_LEVEL = 4
 
 
 @register_format
@@ -22,7 +30,7 @@ class OnnxExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
     runtime, runtime_module, runtime_package = "onnxruntime", "onnxruntime", "onnxruntime"
-    precisions = ("fp32", "int8")
+    precisions = ("fp32", "int8", "int4")
     batch_dynamic = True
 
     def artifact_name(self, options: ExportOptions) -> str:
@@ -58,10 +66,14 @@ class OnnxExporter(Exporter):
             quantization.quantize_dynamic(str(fp32_path), str(path), weight_type=quantization.QuantType.QInt8,
                                           per_channel=True)
             fp32_path.unlink()
+        facts = {}
+        if options.precision == "int4":
+            facts["quantization"] = quantize_4bit(fp32_path, path)
+            fp32_path.unlink()
         onnx = require_module("onnx", "onnx")
         graph = onnx.load(str(path), load_external_data=False).graph
         ops = sorted({node.op_type for node in graph.node})
-        return {"opset": OPSET, "nodes": len(graph.node), "op_types": ops}
+        return {"opset": OPSET, "nodes": len(graph.node), "op_types": ops, **facts}
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         ort = require_module("onnxruntime", "onnxruntime")
@@ -80,3 +92,42 @@ class OnnxExporter(Exporter):
             return start, end
 
         return Runner(predict, names, batch_one=False, info={"providers": session.get_providers()})
+
+
+def quantize_4bit(fp32_path: Path, path: Path) -> dict:
+    """Every linear layer's weight to 4-bit blocks (MatMulNBits) and every embedding table too (GatherBlockQuantized,
+    which ONNX Runtime's CPU provider runs); activations stay fp32 between ops. Returns the manifest's record."""
+    onnx = require_module("onnx", "onnx")
+    nbits = _import_nbits_quantizer()
+    model = onnx.load(str(fp32_path))
+    tables = {t.name for t in model.graph.initializer if len(t.dims) == 2 and t.data_type == onnx.TensorProto.FLOAT}
+    # Only lookups into a constant 2-D float table are embeddings; other Gathers index shapes.
+    embeddings = [node.name for node in model.graph.node if node.op_type == "Gather" and node.input[0] in tables]
+    quantizer = nbits.MatMulNBitsQuantizer(
+        model, bits=4, block_size=INT4_BLOCK_SIZE, is_symmetric=True, accuracy_level=INT4_ACCURACY_LEVEL,
+        op_types_to_quantize=("MatMul",), nodes_to_include=embeddings,
+        quant_axes=(("MatMul", 0), ("Gather", 1)),  # blocks run along the input (K) and the hidden axis
+    )
+    # An all-zero block (a padding token's embedding row) divides 0 by a 0 scale before np.where picks 0 for it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quantizer.process()
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
+    quantized = [node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node]
+    return {
+        "weights": "int4 symmetric, blockwise along the input axis (onnxruntime MatMulNBitsQuantizer)",
+        "block_size": INT4_BLOCK_SIZE, "accuracy_level": INT4_ACCURACY_LEVEL,
+        "linear_layers": f"{quantized.count('MatMulNBits')} MatMul with constant weights -> MatMulNBits",
+        "embeddings": f"int4, {quantized.count('GatherBlockQuantized')} tables -> GatherBlockQuantized",
+        "activations": "fp32 between ops; int8 inside MatMulNBits (accuracy_level 4)",
+    }
+
+
+def _import_nbits_quantizer():
+    # Importing it calls logging.basicConfig(level=INFO): every library's INFO lines (one per quantized node) would
+    # print for the rest of the process. A handler already on the root logger makes that call a no-op.
+    root, guard = logging.getLogger(), logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        return require_module("onnxruntime.quantization.matmul_nbits_quantizer", "onnxruntime")
+    finally:
+        root.removeHandler(guard)
