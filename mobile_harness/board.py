@@ -267,7 +267,7 @@ class Builder:
         steps = ["debootstrap", "certificates", "venv", "runtimes"]
         with tqdm(total=len(steps), desc=f"building the {ARCH} board", unit="step") as bar:
             try:
-                bar.set_description("debootstrap (about 5 min)")
+                bar.set_description("debootstrap arm64 bookworm")
                 self._stream(["debootstrap", f"--arch={ARCH}", "--variant=minbase", f"--include={CHROOT_PACKAGES}",
                               DEBIAN_SUITE, str(tmp), host_mirror()], bar)
                 bar.update()
@@ -295,7 +295,7 @@ class Builder:
         from tqdm import tqdm
 
         pins = host_runtime_pins(True)
-        with tqdm(total=1, desc="executorch + torch (about 10 min)", unit="step") as bar:
+        with tqdm(total=1, desc="executorch + torch (~3 GB of aarch64 wheels)", unit="step") as bar:
             with mounted_proc(self.board.rootfs, self.cpu):
                 self._in_chroot(self.board.rootfs, [BOARD_PYTHON, "-m", "pip", "install", "--progress-bar", "off",
                                                     *pins], bar)
@@ -453,21 +453,24 @@ def board_processes(board: Board) -> list[int]:
 
 
 def board_down(board: Board | None = None) -> dict:
-    """Stop what `up` started and unmount what it mounted; a board that is not up is left as it is."""
+    """Stop what `up` started and unmount what it mounted; nothing else is touched.
+
+    The rootfs is this tool's private folder: a process whose root it is, or a mount below it, comes from
+    `up` or a build step (also one that was killed before it could record it)."""
     board = board or Board()
     state = board.state()
-    if state is None:
-        return board.status()
-    if state.sshd_pid and board._is_our_sshd(state.sshd_pid):
+    if state and state.sshd_pid and board._is_our_sshd(state.sshd_pid):
         _terminate([state.sshd_pid])
     if board.rootfs.is_dir():
         _terminate(board_processes(board))
+        for point in reversed(mounts_under(board.rootfs)):
+            unmount(point)
     mounted = set(mounted_points())
-    for point in reversed(state.mounts):
+    for point in reversed(state.mounts if state else []):
         if point in mounted:
             unmount(point)
-    (board.home / "cpuinfo").unlink(missing_ok=True)
-    board.state_file.unlink(missing_ok=True)
+    for leftover in (board.home / "cpuinfo", Path(f"{board.rootfs}.cpuinfo"), board.state_file):
+        leftover.unlink(missing_ok=True)
     return board.status()
 
 
