@@ -46,21 +46,6 @@ def _floatish(x, y) -> bool:
     return np.asarray(x).dtype.kind == "f" or np.asarray(y).dtype.kind == "f"
 
 
-@op("add")
-def add(x, y):
-    return np.add(x, y)
-
-
-@op("sub")
-def sub(x, y):
-    return np.subtract(x, y)
-
-
-@op("mul")
-def mul(x, y):
-    return np.multiply(x, y)
-
-
 @op("real_div")
 def real_div(x, y):
     if _floatish(x, y):
@@ -72,20 +57,19 @@ def real_div(x, y):
     return np.trunc(np.divide(np.asarray(x, np.float64), np.asarray(y, np.float64)))
 
 
-@op("floor_div")
-def floor_div(x, y):
-    if not _floatish(x, y) and np.any(np.asarray(y) == 0):
-        raise OpError("integer division by zero")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.floor_divide(x, y)
+def _integer_checked(numpy_op, what: str):
+    """A binary op that refuses an integer zero divisor (MIL leaves it undefined) and lets floats give inf/NaN."""
+    def run(x, y):
+        if not _floatish(x, y) and np.any(np.asarray(y) == 0):
+            raise OpError(f"integer {what} by zero")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return numpy_op(x, y)
+
+    return run
 
 
-@op("mod")
-def mod(x, y):
-    if not _floatish(x, y) and np.any(np.asarray(y) == 0):
-        raise OpError("integer modulo by zero")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.mod(x, y)
+floor_div = op("floor_div")(_integer_checked(np.floor_divide, "division"))
+mod = op("mod")(_integer_checked(np.mod, "modulo"))
 
 
 @op("pow")
@@ -94,20 +78,12 @@ def pow_(x, y):
         return np.power(f32(x), f32(y)) if _floatish(x, y) else np.power(x, y)
 
 
-@op("maximum")
-def maximum(x, y):
-    return np.maximum(x, y)
-
-
-@op("minimum")
-def minimum(x, y):
-    return np.minimum(x, y)
-
-
-COMPARISONS = {"equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
+ELEMENTWISE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum,
+               "minimum": np.minimum,
+               "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
                "greater": np.greater, "greater_equal": np.greater_equal,
                "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor}
-for _name, _fn in COMPARISONS.items():
+for _name, _fn in ELEMENTWISE.items():
     op(_name)(lambda x, y, _fn=_fn: _fn(x, y))
 
 
