@@ -17,7 +17,7 @@ import numpy as np
 from pocketbert import comparison
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export.base import FP32_TOLERANCE
-from pocketbert.export.registry import format_class, get_format
+from pocketbert.export.registry import format_class, load_artifact
 from pocketbert.export.task import validation_inputs
 from pocketbert.fsutil import write_json
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
@@ -80,16 +80,11 @@ def model_name(manifest: dict) -> str:
     return source.get("preset") or Path(str(source["checkpoint"]).rstrip("/")).name
 
 
-def host_runner(folder: Path, manifest: dict):
-    """The artifact in its own runtime on this host (NotRunnableHere where that runtime cannot run here)."""
-    return get_format(manifest["format"]).load(folder / manifest["artifact"], manifest)
-
-
 def expected_outputs(folder: Path, manifest: dict, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], str]:
     """The artifact's own outputs from its host runtime (for Core ML off macOS: the reference evaluator of its saved
     program, named so), or PyTorch's where nothing runs the artifact here."""
     try:
-        runner = host_runner(folder, manifest)
+        runner = load_artifact(folder, manifest)
         label = runner.info.get("runtime") or manifest["format"]
         return [np.asarray(x, np.float32) for x in runner(inputs)], f"{label} on the host"
     except NotRunnableHere:
@@ -130,6 +125,8 @@ def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int,
         "artifact": artifact.name, "format": manifest["format"], "precision": manifest["precision"],
         "seq_len": length, "warmup": warmup, "runs": runs, "threads": threads,
         "inputs": {name: f"input_{name}.npy" for name in names},
+        # The order the runner returns outputs in (a TFLite signature gives them as an unordered dict).
+        "outputs": [spec["name"] for spec in manifest["outputs"]],
         "raw_inputs": {name: f"input_{name}.bin" for name in names}, "input_dtype": input_dtype,
         "expected": ["expected_start_logits.npy", "expected_end_logits.npy"], "expected_from": expected_from,
         # Reduced precisions are judged on argmax agreement only, as at export time.

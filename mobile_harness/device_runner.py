@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def load_onnx(path: Path, threads: int | None, seq_len: int):
+def load_onnx(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
     import onnxruntime as ort
 
     settings = ort.SessionOptions()
@@ -39,12 +39,12 @@ def load_onnx(path: Path, threads: int | None, seq_len: int):
 
     def run(feed):
         cast = {name: value.astype(np.int32 if "int32" in wanted[name].type else np.int64) for name, value in feed.items()}
-        return session.run(None, cast)
+        return session.run(output_names, cast)
 
     return run, ("onnxruntime", ort.__version__)
 
 
-def load_tflite(path: Path, threads: int | None, seq_len: int):
+def load_tflite(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
     try:
         from ai_edge_litert.interpreter import Interpreter
         runtime = ("litert", version("ai-edge-litert"))
@@ -53,8 +53,8 @@ def load_tflite(path: Path, threads: int | None, seq_len: int):
         runtime = ("litert", "tflite-runtime " + version("tflite-runtime"))
     interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
     signatures = interpreter.get_signature_list()
-    if len(signatures) > 1:
-        # One file holds several fixed lengths as signatures; pick the one whose inputs have this length.
+    if signatures:
+        # One file holds each fixed length as a signature; pick the one whose inputs have this length.
         for key in signatures:
             runner = interpreter.get_signature_runner(key)
             if all(detail["shape"][-1] == seq_len for detail in runner.get_input_details().values()):
@@ -65,24 +65,13 @@ def load_tflite(path: Path, threads: int | None, seq_len: int):
         def run(feed):
             details = runner.get_input_details()
             out = runner(**{name: value.astype(details[name]["dtype"]) for name, value in feed.items()})
-            return [out[name] for name in sorted(out)]
+            return [out[name] for name in output_names]
 
         return run, runtime
-    interpreter.allocate_tensors()
-    inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
-    outputs = interpreter.get_output_details()
-
-    def run(feed):
-        for name, value in feed.items():
-            detail = next(d for key, d in inputs.items() if name in key)  # e.g. "serving_default_input_ids:0"
-            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
-        interpreter.invoke()
-        return [interpreter.get_tensor(o["index"]) for o in outputs]
-
-    return run, runtime
+    raise SystemExit(f"{path.name} has no signatures; re-export it with pocketbert export")
 
 
-def load_executorch(path: Path, threads: int | None, seq_len: int):
+def load_executorch(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
     import torch
     from executorch.runtime import Runtime
 
@@ -176,7 +165,7 @@ def main(bundle: Path) -> dict:
     started = time.perf_counter()
     if config["format"] not in LOADERS:
         raise SystemExit(f"format {config['format']} has no runner on this device")
-    run, runtime = LOADERS[config["format"]](artifact, config["threads"], config["seq_len"])
+    run, runtime = LOADERS[config["format"]](artifact, config["threads"], config["seq_len"], config["outputs"])
     load_ms = (time.perf_counter() - started) * 1e3
 
     started = time.perf_counter()

@@ -18,12 +18,11 @@ from pocketbert.results import (
     RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results, timing_is_real)
 from pocketbert.comparison import compare_logits
 from pocketbert.errors import NotRunnableHere, PocketbertError
+from pocketbert.export.registry import load_artifact
 from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import read_manifest
-from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, host_runner, make_bundle, model_name
+from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, make_bundle, model_name
 from pocketbert.mobile_harness.targets import DeviceLost, Target
-from pocketbert.results import (
-    RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results, timing_is_real)
 
 SPACE_MARGIN = 1.2  # room for the runner's own outputs and the file system's rounding
 
@@ -79,11 +78,11 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
 
 
 def load_eval_set(data: str | Path, max_questions: int | None) -> EvalSet:
-    from pocketbert.qa import load_squad
+    from pocketbert.qa import load_squad, require_gold_answers
 
     if max_questions is not None and max_questions < 1:
         raise PocketbertError("--max-questions must be at least 1")
-    return EvalSet(load_squad(data)[:max_questions], str(data))
+    return EvalSet(require_gold_answers(load_squad(data)[:max_questions], data), str(data))
 
 
 def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, runs: int, threads: int | None,
@@ -134,7 +133,7 @@ def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict) -> dict:
     device_logits = [np.load(path) for path in outputs]
     entry.update(squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *device_logits)))
     try:
-        runner = host_runner(bundle.source, bundle.manifest)
+        runner = load_artifact(bundle.source, bundle.manifest)
         host_logits = runner({name: features[name] for name in runner.input_names})
         entry["host"] = squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *host_logits))
         # Where F1 differs, this says whether the kernels differ a little (near-tied spans) or a lot.

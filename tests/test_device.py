@@ -141,6 +141,20 @@ def test_host_target_end_to_end_merges_beside_existing_rows(onnx_artifacts, tmp_
     assert first[0]["device"]["target"] == "host" and again[0]["latency_ms"]["n"] == 4
 
 
+def test_host_target_runs_a_tflite_file_with_several_signatures(tiny_distilbert_qa, tmp_path):
+    """A signature returns its outputs as a dict: they must come back as start, end, not in name order."""
+    from pocketbert.export.api import export_model
+
+    folder = tmp_path / "tflite"
+    export_model(tiny_distilbert_qa, "tflite", folder, seq_lens=(32, 64))
+    for length in (32, 64):
+        record, = run_on_device(HostTarget(), [folder], tmp_path / f"results-{length}", warmup=0, runs=1,
+                                seq_len=length)
+        assert record["status"] == "ok", record["reason"]
+        check, = load_results(tmp_path / f"results-{length}")["settings"]["output_checks"].values()
+        assert check["argmax_agreement"] == {"start": 1.0, "end": 1.0}
+
+
 def test_bad_inputs_are_one_line_errors(onnx_artifacts, tmp_path):
     student, _ = onnx_artifacts
     with pytest.raises(PocketbertError, match="unknown target"):
