@@ -55,6 +55,10 @@ def register(sub) -> None:
     e.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"window overlap (default {DOC_STRIDE})")
     e.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN,
                    help=f"question tokens kept (default {MAX_QUERY_LEN})")
+    e.add_argument("--stand-in-questions", type=int, metavar="N",
+                   help="score artifacts that only a stand-in runs here (Core ML's numpy reference evaluator off "
+                        "macOS, seconds per window) on the first N questions, beside PyTorch on the same N "
+                        "(default: all)")
     e.add_argument("--out", help="folder for eval.json and predictions/; a bench output folder gets the scores in its "
                                  "report")
     e.set_defaults(func=run_eval_cli)
@@ -98,7 +102,8 @@ def run_eval_cli(args) -> int:
         if args.out:
             print(f"wrote {args.out}/question_scores.json and {args.out}/rescore.json")
         return 0
-    report = evaluate(args.models, args.data, QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len), out=args.out)
+    report = evaluate(args.models, args.data, QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len),
+                      out=args.out, stand_in_questions=args.stand_in_questions)
     for entry in report["entries"]:
         print(describe(entry))
     if args.out:

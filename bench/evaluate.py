@@ -20,7 +20,7 @@ from pocketbert.fsutil import atomic_write_text, make_dirs, read_json, write_jso
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import PRESETS
 from pocketbert.qa import (QAWindow, best_answers, decode_nbest, load_squad, prepare_features, question_scores,
-                           squad_scores)
+                           require_gold_answers, squad_scores)
 from pocketbert.results import EAGER_FORMAT, RESULTS_NAME, load_results, save_results
 
 EVAL_NAME = "eval.json"
@@ -75,12 +75,20 @@ def reference_checkpoint(target: Target) -> str | None:
     return None
 
 
-def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(), out: str | Path | None = None) -> dict:
+def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(), out: str | Path | None = None,
+             stand_in_questions: int | None = None) -> dict:
     """Score each model; write eval.json and each model's predictions (and fold the scores into a bench run's
-    report when `out` holds one)."""
+    report when `out` holds one).
+
+    `stand_in_questions`: an artifact run by a stand-in for its runtime (the Core ML reference evaluator, about
+    2 s a window for a 3-layer student) is scored on the first N questions only, and so is its PyTorch reference,
+    so its F1 kept still compares the same questions.
+    """
+    if stand_in_questions is not None and stand_in_questions < 1:
+        raise PocketbertError(f"--stand-in-questions must be at least 1, not {stand_in_questions}")
     if not models:
         raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints, or --predictions FILE")
-    examples = load_squad(data)
+    examples = require_gold_answers(load_squad(data), data)
     if out is not None:
         make_dirs(out)  # a folder that cannot be written fails now, not after every model has run
     entries, checkpoint_predictions = [], {}
@@ -105,17 +113,18 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
                             "f1": None, "count": len(examples)})
             continue
         entry["runtime"] = stand_in(runner) or target.runtime
+        scored = examples[:stand_in_questions] if stand_in(runner) else examples
         if target.format == EAGER_FORMAT:
             nbest = checkpoint_nbest(target.path, fitted, runner)
         else:
-            nbest = predict_nbest(runner, tokenizer_for(target), examples, fitted, f"eval {target.label}")
+            nbest = predict_nbest(runner, tokenizer_for(target), scored, fitted, f"eval {target.label}")
             checkpoint = reference_checkpoint(target)
             if checkpoint is not None:
                 reference = best_answers(checkpoint_nbest(checkpoint, fitted))
-                entry["reference"] = {"checkpoint": checkpoint, **squad_scores(examples, reference)}
-        entry.update(squad_scores(examples, best_answers(nbest)))
+                entry["reference"] = {"checkpoint": checkpoint, **squad_scores(scored, reference)}
+        entry.update(squad_scores(scored, best_answers(nbest)))
         if out is not None:
-            entry["predictions"] = write_predictions(Path(out), target.label, examples, nbest)
+            entry["predictions"] = write_predictions(Path(out), target.label, scored, nbest)
         entries.append(judge({**entry, "status": "ok", "reason": None}))
 
     report = {"schema": "pocketbert.eval/1",
@@ -129,7 +138,7 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
 def rescore(predictions_path: str | Path, data: str | Path, out: str | Path | None = None) -> dict:
     """EM/F1 of a saved predictions file ({question id: answer text}) on a SQuAD v1.1 file, with no model: what the
     official v1.1 evaluate script prints for the same two files. `out` gets question_scores.json and rescore.json."""
-    examples = load_squad(data)
+    examples = require_gold_answers(load_squad(data), data)
     predictions = read_json(predictions_path, "predictions file")
     if not isinstance(predictions, dict) or not all(isinstance(answer, str) for answer in predictions.values()):
         raise PocketbertError(f"'{predictions_path}' is not a SQuAD predictions file ({{question id: answer text}}); "

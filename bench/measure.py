@@ -27,7 +27,7 @@ from pocketbert.bench.report import Goals, write_report
 from pocketbert.bench.runtimes import (Target, encoder_flops, load_timed_runner, open_target, open_targets,
                                       tokenizer_for)
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.fsutil import atomic_dir, make_dirs
+from pocketbert.fsutil import atomic_dir, new_output_folder
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
@@ -287,18 +287,19 @@ def run_bench(models: list[str], out: str | Path, settings: BenchSettings = Benc
     if not models:
         raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
     settings = settings.checked()
-    out = make_dirs(out)
-    targets = plan_targets(models, out, settings, baseline)
+    candidates = open_targets(models)  # bad inputs fail before anything is written
     extras = [load_results(path) for path in merge]
-    records, runners, tokenizers = probe_targets(targets, settings)
-    peaks = measure_peaks(settings.threads)
-    records += measure_latency(targets, runners, tokenizers, settings, peaks)
-    return write_results(out, records, settings, baseline, goals, peaks, extras)
+    with new_output_folder(out) as out:
+        targets = plan_targets(candidates, out, settings, baseline)
+        records, runners, tokenizers = probe_targets(targets, settings)
+        peaks = measure_peaks(settings.threads)
+        records += measure_latency(targets, runners, tokenizers, settings, peaks)
+        return write_results(out, records, settings, baseline, goals, peaks, extras)
 
 
-def plan_targets(models: list[str], out: Path, settings: BenchSettings, baseline: Baseline) -> list[Target]:
+def plan_targets(candidates: list[Target], out: Path, settings: BenchSettings, baseline: Baseline) -> list[Target]:
     """The candidates, then the baseline (in PyTorch eager and, if asked, exported like each candidate)."""
-    targets = open_targets(models)
+    targets = list(candidates)
     if baseline.checkpoint:
         targets += baseline_targets(baseline.checkpoint, targets, out / BASELINE_CACHE, baseline.exported,
                                     settings.lengths)

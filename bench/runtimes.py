@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export.registry import format_class
+from pocketbert.export.registry import format_class, load_artifact
 from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import PRESETS, count_parameters, encoder_shape, load_qa_model, load_tokenizer, preset_config
@@ -132,8 +132,7 @@ def load_runner(target: Target, threads: int | None = None):
     """The target in its own runtime, as an export `Runner`. Raises NotRunnableHere where it cannot run."""
     if target.format == EAGER_FORMAT:
         return pytorch_runner(target.path, threads)
-    exporter = format_class(target.format)()
-    return exporter.load(Path(target.path) / target.manifest["artifact"], target.manifest, threads)
+    return load_artifact(target.path, target.manifest, threads)
 
 
 def stand_in(runner) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from pocketbert.errors import PocketbertError
 
@@ -37,3 +38,21 @@ def format_class(name: str) -> type:
 
 def get_format(name: str):
     return format_class(name)()
+
+
+def load_artifact(folder: str | Path, manifest: dict, threads: int | None = None):
+    """An artifact folder's model in its own runtime, as a Runner (NotRunnableHere where that runtime cannot run
+    here). A damaged model file is one line naming it, not the runtime's parser traceback."""
+    from pocketbert.manifest import artifact_digest
+
+    path = Path(folder) / manifest["artifact"]
+    try:
+        return get_format(manifest["format"]).load(path, manifest, threads)
+    except PocketbertError:
+        raise
+    except Exception as err:  # each runtime raises its own types for a file it cannot parse
+        if artifact_digest(path)[1] != manifest.get("sha256"):
+            damage = "its sha256 differs from the manifest's: the file changed or was cut short"
+        else:
+            damage = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise PocketbertError(f"artifact '{path}' cannot be loaded ({damage}); re-export it with pocketbert export") from None

@@ -72,6 +72,21 @@ def make_dirs(folder: str | Path) -> Path:
     return folder
 
 
+@contextmanager
+def new_output_folder(folder: str | Path) -> Iterator[Path]:
+    """make_dirs for a command that fills its folder as it goes: a folder this call created is removed again if the
+    command fails or is interrupted, so a failed run leaves nothing behind (an existing folder is left as it was)."""
+    folder = Path(folder)
+    existed = folder.exists()
+    made = make_dirs(folder)
+    try:
+        yield made
+    except BaseException:
+        if not existed:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -155,7 +170,8 @@ def write_json(path: str | Path, data) -> Path:
 def read_json(path: str | Path, what: str = "JSON file"):
     path = Path(path)
     if not path.is_file():
-        raise PocketbertError(f"{what} '{path}' does not exist; check the path")
+        state = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise PocketbertError(f"{what} '{path}' {state}; check the path")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -48,7 +48,8 @@ def read_manifest(folder: str | Path) -> dict:
     """Read an artifact folder's manifest, with one-line errors for the ways it can be wrong."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise PocketbertError(f"artifact folder '{folder}' does not exist; create it with `pocketbert export`")
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise PocketbertError(f"artifact folder '{folder}' {state}; create it with `pocketbert export`")
     manifest = read_json(folder / MANIFEST_NAME, "manifest")
     if manifest.get("schema") != MANIFEST_SCHEMA:
         raise PocketbertError(

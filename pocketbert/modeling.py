@@ -203,7 +203,8 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
     # A hub id is "name" or "org/name"; anything else is meant as a local folder.
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         if not path.is_dir():
-            raise PocketbertError(f"checkpoint '{spec}' does not exist; pass a Hugging Face checkpoint directory")
+            state = "is a file, not a folder" if path.exists() else "does not exist"
+            raise PocketbertError(f"checkpoint '{spec}' {state}; pass a Hugging Face checkpoint directory")
         if not (path / "config.json").is_file():
             raise PocketbertError(f"'{spec}' has no config.json; pass a Hugging Face checkpoint directory")
     local = path.is_dir()

@@ -73,6 +73,17 @@ def load_squad(path) -> list[QAExample]:
     return examples
 
 
+def require_gold_answers(examples: list[QAExample], path) -> list[QAExample]:
+    """`examples`, if every one can be scored: a question without gold answers (SQuAD v2's unanswerable ones, or a
+    damaged file) would score EM 100 and F1 0 against an empty answer."""
+    missing = [ex.id for ex in examples if not any(str(a.get("text", "")).strip() for a in ex.answers
+                                                  if isinstance(a, dict))]
+    if missing:
+        raise PocketbertError(f"{len(missing)} question(s) in '{path}' have no gold answer text (first: id "
+                              f"{missing[0]!r}); EM/F1 needs SQuAD v1.1 dev data with answers for every question")
+    return examples
+
+
 def prepare_features(tokenizer, examples, window: QAWindow = QAWindow(), with_labels=False, pad_to_max=True) -> dict:
     """Tokenise question/context pairs into overlapping windows (the reference SQuAD recipe), cut by `window`.
 

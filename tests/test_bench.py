@@ -217,3 +217,15 @@ def test_goals_come_from_the_settings_the_user_chose():
     assert "2.00x faster (misses the 2.5x goal)" in stricter
     elsewhere = render_report(new_results({"seq_lens": [384], "goals": {"seq_len": 128}}, records))
     assert "No measurement matches a goal's conditions (fp32 / int8 at seq 128" in elsewhere
+
+
+def test_bench_on_bad_input_leaves_no_output_folder(tmp_path, capsys):
+    from pocketbert.cli import main
+
+    broken = tmp_path / "broken-artifact"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{")
+    for model in (str(tmp_path / "missing"), str(broken)):
+        out = tmp_path / "bench-out"
+        assert main(["bench", model, "--no-baseline", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1 and not out.exists()

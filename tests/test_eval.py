@@ -143,3 +143,31 @@ def test_rescoring_refuses_what_is_not_a_predictions_file(squad_file, tmp_path, 
     assert "not a SQuAD predictions file" in err and err.count("\n") == 1
     assert main(["eval", "model", "--predictions", str(nbest_like), "--data", squad_file]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_damaged_model_file_is_one_line(tiny_onnx, squad_file, tmp_path, capsys):
+    import shutil
+
+    from pocketbert.cli import main
+    from pocketbert.manifest import read_manifest
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_onnx, damaged)
+    model = damaged / read_manifest(damaged)["artifact"]
+    model.write_bytes(model.read_bytes()[:1000])
+    assert main(["eval", str(damaged), "--data", squad_file]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 differs from the manifest's" in err and "re-export" in err and err.count("\n") == 1
+
+
+def test_questions_without_gold_answers_are_refused(tiny_onnx, tmp_path, capsys):
+    from pocketbert.cli import main
+
+    unanswered = tmp_path / "unanswered.json"
+    unanswered.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": CONTEXTS[0], "qas": [{"id": "q1", "question": "Who built it?", "answers": []}]}]}]}))
+    for argv in (["eval", str(tiny_onnx), "--data", str(unanswered)],
+                 ["eval", "--predictions", str(unanswered), "--data", str(unanswered)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no gold answer" in err and err.count("\n") == 1

@@ -11,8 +11,10 @@ from pocketbert.errors import require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import OUTPUT_NAMES, QAModule
+from pocketbert.modeling import max_sequence_length
 
 OPSET = 20
+MIN_LENGTH = 2  # torch.export's smallest symbolic size
 # The folder layout of a Hugging Face ONNX model: transformers.js reads onnx/model.onnx (fp32) and
 # onnx/model_quantized.onnx ("q8") and onnx/model_q4.onnx ("q4"); optimum's from_pretrained(folder) finds any of
 # them by its glob of **/*.onnx.
@@ -45,7 +47,10 @@ class OnnxExporter(Exporter):
         return super().io_spec(module, ExportOptions(**{**options.to_dict(), "dynamic": True}))
 
     def accepted_lengths(self, module, options):
-        return super().accepted_lengths(module, ExportOptions(**{**options.to_dict(), "dynamic": True}))
+        # The graph's sequence axis is symbolic whatever lengths were asked for: any length up to what the
+        # position embeddings hold runs.
+        return {**super().accepted_lengths(module, options),
+                "sequence": {"kind": "range", "min": MIN_LENGTH, "max": max_sequence_length(module.model.config)}}
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
         import torch
@@ -53,7 +58,8 @@ class OnnxExporter(Exporter):
         require_module("onnxscript", "onnxscript")
         length = max(options.seq_lens)
         sample = tuple(torch.ones(2, length, dtype=torch.long) for _ in module.input_names)
-        batch, seq = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("seq", min=2, max=options.max_seq_len)
+        batch = torch.export.Dim("batch", min=1, max=64)
+        seq = torch.export.Dim("seq", min=MIN_LENGTH, max=max_sequence_length(module.model.config))
         fp32_path = path if options.precision == "fp32" else path.with_name("fp32" + path.suffix)
         program = torch.onnx.export(
             module, sample, dynamo=True, opset_version=OPSET, input_names=list(module.input_names),
