@@ -241,8 +241,11 @@ def load_pretrained(loader, path, what: str, **kwargs):
     """`loader.from_pretrained(path)`, with a missing or damaged checkpoint as one line naming it."""
     if not (Path(path) / "config.json").is_file():
         raise PocketbertError(f"{what} '{path}' is not a checkpoint directory with config.json; pass one")
+    from pocketbert.modeling import quiet_load_report
+
     try:
-        return loader.from_pretrained(str(path), **kwargs)
+        with quiet_load_report():  # a teacher without an MLM head or pooler is expected, not news
+            return loader.from_pretrained(str(path), **kwargs)
     except Exception as err:  # safetensors, json and transformers raise many types for damaged files
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise PocketbertError(f"{what} '{path}' is damaged and cannot be loaded ({first}); re-create it or pass an intact copy") from None
