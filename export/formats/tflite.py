@@ -134,7 +134,12 @@ class TfliteExporter(Exporter):
             # Keyword samples give the signature named inputs (positional ones become args_0, args_1, ...).
             sample = {name: torch.ones(1, length, dtype=torch.long) for name in INPUT_NAMES}
             converter.add_signature(signature_name(length), wrapped, sample_kwargs=sample)
-        model = bytes(converter.convert().model_content())
+        progress = require_module("litert_torch.progress", "litert-torch").console
+        quiet, progress.quiet = progress.quiet, True  # its task tree (~60 lines an export) would bury our one bar
+        try:
+            model = bytes(converter.convert().model_content())
+        finally:
+            progress.quiet = quiet
         raise_if_interrupted()  # Ctrl-C inside the converter's jax callbacks can be swallowed there
 
         recipe = quantization_recipe(options.precision)
