@@ -70,7 +70,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
     from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
     from pocketbert.distill.mlm_train import distill_mlm, fit_mlm_head
-    from pocketbert.distill.qa_train import train_qa
+    from pocketbert.distill.qa_train import QAData, QALoss, train_qa
     from pocketbert.distill.steps import StepRunner
     from pocketbert.distill.student import init_student
     from pocketbert.distill.trainer import TrainConfig
@@ -89,21 +89,18 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     data, teacher, student_init = out / "data", out / "teacher", out / "student-init"
     student, ablation = out / "student-distilled", out / "student-no-teacher"
     train, dev = data / "train.json", data / "dev.json"
-    features = dict(window=QAWindow(s.max_seq_len, s.doc_stride), max_train_examples=s.train_examples,
-                    max_dev_examples=s.dev_examples_in_training)
+    qa = QAData(train, dev, QAWindow(s.max_seq_len, s.doc_stride), s.train_examples, s.dev_examples_in_training)
 
     step("1. QA data from shipped BBC news", data / "data.json",
          lambda: make_qa_dataset(data, seed=s.seed, max_articles=s.max_articles))
     step("2. fine-tune the QA teacher (all-MiniLM-L6-v2)", teacher / "run.json",
-         lambda: train_qa(base_teacher, train, dev, teacher, TrainConfig(seed=s.seed, **s.teacher_training), **features))
+         lambda: train_qa(base_teacher, qa, teacher, TrainConfig(seed=s.seed, **s.teacher_training)))
     step(f"3a. {s.student_layers}-layer student from the teacher's layers", student_init / "config.json",
          lambda: init_student(teacher, student_init, layers=s.student_layers))
     step("3b. distill the student on QA (teacher soft targets + gold spans)", student / "run.json",
-         lambda: train_qa(student_init, train, dev, student, TrainConfig(seed=s.seed, **s.student_training),
-                          teacher_path=teacher, **features))
+         lambda: train_qa(student_init, qa, student, TrainConfig(seed=s.seed, **s.student_training), QALoss(teacher)))
     step("3c. the same student without a teacher (ablation)", ablation / "run.json",
-         lambda: train_qa(student_init, train, dev, ablation, TrainConfig(seed=s.seed, **s.student_training),
-                          **features))
+         lambda: train_qa(student_init, qa, ablation, TrainConfig(seed=s.seed, **s.student_training)))
     students = [student, ablation]
     if s.general_distillation:
         text, mlm_teacher = out / "text.txt", out / "teacher-mlm-head"
@@ -118,8 +115,8 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
              lambda: distill_mlm(mlm_teacher, general_init, text, general,
                                  TrainConfig(seed=s.seed, **s.general_distillation), seq_len=s.mlm_seq_len))
         step("3h. distill the general student on QA", two_stage / "run.json",
-             lambda: train_qa(general, train, dev, two_stage, TrainConfig(seed=s.seed, **s.student_training),
-                              teacher_path=teacher, **features))
+             lambda: train_qa(general, qa, two_stage, TrainConfig(seed=s.seed, **s.student_training),
+                              QALoss(teacher)))
         students.append(two_stage)
         # The better distilled student (dev F1 of its training run) is the one exported.
         student = max((student, two_stage), key=lambda folder: read_json(folder / "run.json", "run")["final_dev"]["f1"])

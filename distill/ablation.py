@@ -70,7 +70,7 @@ def run_ablation(out: str | Path = OUT, settings: AblationSettings = AblationSet
 
     from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
     from pocketbert.distill.mlm_train import distill_mlm, fit_mlm_head
-    from pocketbert.distill.qa_train import train_qa
+    from pocketbert.distill.qa_train import FINE_TUNING, QAData, QALoss, train_qa
     from pocketbert.distill.steps import StepRunner
     from pocketbert.distill.student import init_student
     from pocketbert.distill.trainer import TrainConfig
@@ -85,8 +85,7 @@ def run_ablation(out: str | Path = OUT, settings: AblationSettings = AblationSet
     teacher = Path(s.teacher) if s.teacher else embedded_teacher_dir()
     data, text = out / "data", out / "text.txt"
     train, dev = data / "train.json", data / "dev.json"
-    qa = dict(window=QAWindow(s.max_seq_len, s.doc_stride), max_train_examples=s.train_examples,
-              max_dev_examples=s.dev_examples)
+    qa = QAData(train, dev, QAWindow(s.max_seq_len, s.doc_stride), s.train_examples, s.dev_examples)
 
     def config(training: dict) -> TrainConfig:
         return TrainConfig(seed=s.seed, force=True, **training)
@@ -117,17 +116,17 @@ def run_ablation(out: str | Path = OUT, settings: AblationSettings = AblationSet
              lambda: distill_mlm(mlm_teacher, student, text, folder / "general", config(s.general_training),
                                  seq_len=s.mlm_seq_len, **alphas))
         step(f"{name}: QA fine-tuning", folder / "qa" / "run.json",
-             lambda: train_qa(folder / "general", train, dev, folder / "qa", config(s.qa_training), alpha_task=1.0, **qa))
+             lambda: train_qa(folder / "general", qa, folder / "qa", config(s.qa_training), FINE_TUNING))
         arms.append({"arm": name, "loss_weights": alphas, "init": start, "paper_delta_glue": paper,
                      "general": str(folder / "general"), "qa": str(folder / "qa")})
 
     qa_teacher = out / "teacher-qa"
     step("QA teacher: fine-tune the teacher", qa_teacher / "run.json",
-         lambda: train_qa(teacher, train, dev, qa_teacher, config(s.teacher_training), **qa))
+         lambda: train_qa(teacher, qa, qa_teacher, config(s.teacher_training)))
     full = out / "triple-loss"
     task = out / "triple-loss" / "qa-distilled"
     step("triple loss: QA distillation from the QA teacher", task / "run.json",
-         lambda: train_qa(full / "general", train, dev, task, config(s.qa_training), teacher_path=qa_teacher, **qa))
+         lambda: train_qa(full / "general", qa, task, config(s.qa_training), QALoss(qa_teacher)))
     return write_ablation_report(out, settings, arms, qa_teacher, task, step.timings)
 
 

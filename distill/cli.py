@@ -160,24 +160,25 @@ def _window(args):
     return QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len)
 
 
-def _qa_kwargs(args) -> dict:
-    return dict(window=_window(args), max_train_examples=args.max_train_examples, max_dev_examples=args.max_dev_examples)
+def _qa_data(args):
+    from pocketbert.distill.qa_train import QAData
+
+    return QAData(args.train, args.dev, _window(args), args.max_train_examples, args.max_dev_examples)
 
 
 def run_distill_qa(args) -> int:
-    from pocketbert.distill.qa_train import train_qa
+    from pocketbert.distill.qa_train import QALoss, train_qa
 
-    run = train_qa(args.student, args.train, args.dev, args.out, _train_config(args), teacher_path=args.teacher,
-                   temperature=args.temperature, alpha_ce=args.alpha_ce, alpha_task=args.alpha_task, **_qa_kwargs(args))
+    run = train_qa(args.student, _qa_data(args), args.out, _train_config(args),
+                   QALoss(args.teacher, args.temperature, args.alpha_ce, args.alpha_task))
     _print_run(run, args.out)
     return 0
 
 
 def run_finetune_qa(args) -> int:
-    from pocketbert.distill.qa_train import train_qa
+    from pocketbert.distill.qa_train import FINE_TUNING, train_qa
 
-    # Without a teacher the gold-span cross-entropy is the whole loss.
-    run = train_qa(args.model, args.train, args.dev, args.out, _train_config(args), alpha_task=1.0, **_qa_kwargs(args))
+    run = train_qa(args.model, _qa_data(args), args.out, _train_config(args), FINE_TUNING)
     _print_run(run, args.out)
     return 0
 

@@ -1,6 +1,7 @@
 """QA training data and evaluation on top of pocketbert.qa (the one place that tokenises and decodes)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,15 +95,40 @@ def _load_trainable_qa_model(path, seed: int):
     return model, config.model_type, fresh_head
 
 
-def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, window: QAWindow = QAWindow(),
-             temperature=2.0, alpha_ce=0.5, alpha_task=0.5, max_train_examples=None, max_dev_examples=None) -> dict:
-    """`pocketbert finetune qa` (teacher_path None) and `pocketbert distill qa`: train, save, score on dev."""
+@dataclass(frozen=True)
+class QAData:
+    """What a QA run trains on and scores against: SQuAD v1.1 files, the window they are cut into, optional caps."""
+
+    train: str | Path
+    dev: str | Path
+    window: QAWindow = QAWindow()
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class QALoss:
+    """L = alpha_ce·KL(start, end)·T² against the teacher's logits + alpha_task·CE against the gold spans.
+    Without a teacher only the gold-span term trains."""
+
+    teacher: str | Path | None = None
+    temperature: float = 2.0
+    alpha_ce: float = 0.5
+    alpha_task: float = 0.5
+
+
+FINE_TUNING = QALoss(alpha_task=1.0)  # no teacher: the gold-span cross-entropy is the whole loss
+
+
+def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> dict:
+    """`pocketbert finetune qa` (no teacher) and `pocketbert distill qa`: train, save, score on dev."""
     from pocketbert.distill.trainer import QATrainer, build_trainer, prepare_run_dir, train_and_save
     from pocketbert.modeling import load_qa_model, load_tokenizer
 
+    train_path, dev_path, window, teacher_path = data.train, data.dev, data.window, loss.teacher
     tokenizer = load_tokenizer(model_path)
-    train_examples, dataset, data_check = load_training_features(train_path, tokenizer, window, max_train_examples)
-    dev_examples = load_v1_squad(dev_path)[:max_dev_examples]
+    train_examples, dataset, data_check = load_training_features(train_path, tokenizer, window, data.max_train_examples)
+    dev_examples = load_v1_squad(dev_path)[:data.max_dev_examples]
     teacher = None
     if teacher_path is not None:
         teacher = load_qa_model(teacher_path).model
@@ -112,8 +138,8 @@ def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, w
     # Loaded before the run folder exists: a damaged checkpoint leaves nothing behind that blocks the rerun.
     model, model_type, fresh_head = _load_trainable_qa_model(model_path, config.seed)
     out = prepare_run_dir(out, config)
-    use_ce = teacher is not None and alpha_ce > 0
-    loss_terms = {"ce (KL start/end, *T^2)": alpha_ce if use_ce else 0.0, "task (CE vs gold spans)": alpha_task}
+    alpha_ce = loss.alpha_ce if teacher is not None else 0.0
+    loss_terms = {"ce (KL start/end, *T^2)": alpha_ce, "task (CE vs gold spans)": loss.alpha_task}
     notes = ["loss terms: " + ", ".join(f"{name} x{alpha}" for name, alpha in loss_terms.items() if alpha > 0)]
     if data_check["summary"]:
         notes.append(f"training data '{train_path}': {data_check['summary']}")
@@ -123,7 +149,7 @@ def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, w
         notes.append("the teacher reads token_type_ids; the student does not")
     collator = QACollator(tokenizer.pad_token_id, None if config.dynamic_padding else window.clamped().max_seq_len)
     trainer = build_trainer(QATrainer, model, dataset, out, config, collator=collator, teacher=teacher,
-                            temperature=temperature, alpha_ce=alpha_ce if use_ce else 0.0, alpha_task=alpha_task,
+                            temperature=loss.temperature, alpha_ce=alpha_ce, alpha_task=loss.alpha_task,
                             cache_teacher=config.teacher_cache)
     run_info = {
         "command": "distill qa" if teacher is not None else "finetune qa",
@@ -133,7 +159,7 @@ def train_qa(model_path, train_path, dev_path, out, config, teacher_path=None, w
         "training_data_check": {k: v for k, v in data_check.items() if k != "summary"},
         "features": {"max_seq_len": window.max_seq_len, "doc_stride": window.doc_stride,
                      "max_query_len": window.max_query_len},
-        "temperature": temperature, "loss_terms": loss_terms, "fresh_qa_head": fresh_head, "notes": notes,
+        "temperature": loss.temperature, "loss_terms": loss_terms, "fresh_qa_head": fresh_head, "notes": notes,
     }
     return train_and_save(trainer, out, config, tokenizer, run_info,
                           evaluate=lambda m: evaluate_qa(m, tokenizer, dev_examples, window))

@@ -22,15 +22,15 @@ ARMS = (
 def compare_throughput(teacher, student, train, out, config, window: QAWindow = QAWindow(),
                        max_train_examples: int | None = None) -> Path:
     """Run every arm into OUT/<n>/ and write OUT/throughput.md, .json and .png; returns the Markdown path."""
-    from pocketbert.distill.qa_train import train_qa
+    from pocketbert.distill.qa_train import QAData, QALoss, train_qa
 
     out = Path(out)
     rows = []
     for number, (label, levers) in enumerate(ARMS, 1):
         arm_config = replace(config, **levers, logging_steps=max(config.logging_steps, 50))
         print(f"[throughput] {number}/{len(ARMS)}: {label}")
-        run = train_qa(student, train, train, out / str(number), arm_config, teacher_path=teacher, window=window,
-                       max_train_examples=max_train_examples, max_dev_examples=1)
+        run = train_qa(student, QAData(train, train, window, max_train_examples, max_dev_examples=1),
+                       out / str(number), arm_config, QALoss(teacher))
         rows.append({"arm": label, **levers, "windows": run["throughput"]["windows"],
                      "seconds": round(run["train_runtime_s"], 1), "windows_per_s": run["throughput"]["windows_per_s"],
                      "train_loss": run["train_loss"]})

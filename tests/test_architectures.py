@@ -15,7 +15,6 @@ from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model
 from pocketbert.export.registry import format_class, get_format
 from pocketbert.export.task import EXPORT_REFUSALS, VALIDATION_EXAMPLES, check_wrapper, exportable_qa, refusal
-from pocketbert.manifest import read_manifest
 from pocketbert.modeling import ENCODERS, load_qa_model
 
 LENGTHS = (96,)

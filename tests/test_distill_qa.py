@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from pocketbert.cli import main
-from pocketbert.distill.qa_train import train_qa
+from pocketbert.distill.qa_train import FINE_TUNING, QAData, train_qa
 from pocketbert.distill.trainer import RUN_FILE, TrainConfig
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
@@ -87,7 +87,7 @@ class _KillAtStep(TrainerCallback):
             raise RuntimeError("simulated kill")
 
 
-QA_SMALL = dict(window=QAWindow(max_seq_len=48, doc_stride=16, max_query_len=16))
+QA_SMALL = QAWindow(max_seq_len=48, doc_stride=16, max_query_len=16)
 
 
 def _config(**overrides):
@@ -97,18 +97,19 @@ def _config(**overrides):
 
 
 def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squad, tmp_path):
-    full = train_qa(tiny_distilbert_qa, squad, squad, tmp_path / "full", _config(), alpha_task=1.0, **QA_SMALL)
+    full = train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), tmp_path / "full", _config(), FINE_TUNING)
     assert full["global_step"] == 6
 
     out = tmp_path / "interrupted"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train_qa(tiny_distilbert_qa, squad, squad, out, _config(callbacks=[_KillAtStep(4)]), alpha_task=1.0, **QA_SMALL)
+        train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config(callbacks=[_KillAtStep(4)]),
+                 FINE_TUNING)
     assert not (out / RUN_FILE).exists() and not (out / "model.safetensors").exists()
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
     with pytest.raises(PocketbertError, match="--resume"):
-        train_qa(tiny_distilbert_qa, squad, squad, out, _config(), alpha_task=1.0, **QA_SMALL)
+        train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config(), FINE_TUNING)
 
-    resumed = train_qa(tiny_distilbert_qa, squad, squad, out, _config(resume=True), alpha_task=1.0, **QA_SMALL)
+    resumed = train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config(resume=True), FINE_TUNING)
     assert resumed["global_step"] == full["global_step"] == 6
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-4)  # the whole run, not its resumed part
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -117,7 +118,7 @@ def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squa
     for name, tensor in final_full.items():
         assert torch.allclose(tensor, final_resumed[name], atol=1e-5), name
     with pytest.raises(PocketbertError, match="finished run"):
-        train_qa(tiny_distilbert_qa, squad, squad, out, _config(), **QA_SMALL)
+        train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config())
 
 
 def test_tiny_distillation_end_to_end_loss_falls(tiny_bert_qa, squad, tmp_path):
@@ -143,7 +144,7 @@ def test_tiny_distillation_end_to_end_loss_falls(tiny_bert_qa, squad, tmp_path):
 
 
 def test_finetune_qa_learns_the_tiny_task(tiny_distilbert_qa, squad, tmp_path):
-    run = train_qa(tiny_distilbert_qa, squad, squad, tmp_path / "ft", _config(max_steps=40, lr=3e-3, logging_steps=10),
-                   alpha_task=1.0, **QA_SMALL)
+    run = train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), tmp_path / "ft",
+                   _config(max_steps=40, lr=3e-3, logging_steps=10), FINE_TUNING)
     assert run["teacher"] is None and run["fresh_qa_head"] is False
     assert run["final_dev"]["f1"] > 30
