@@ -287,9 +287,9 @@ def run_bench(models: list[str], out: str | Path, settings: BenchSettings = Benc
     if not models:
         raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
     settings = settings.checked()
-    candidates = open_targets(models)  # bad inputs fail before anything is written
-    extras = [load_results(path) for path in merge]
-    with new_output_folder(out) as out:
+    with new_output_folder(out) as out:  # an output place that cannot be written fails first; a failed run leaves none
+        candidates = open_targets(models)
+        extras = [load_results(path) for path in merge]
         targets = plan_targets(candidates, out, settings, baseline)
         records, runners, tokenizers = probe_targets(targets, settings)
         peaks = measure_peaks(settings.threads)

@@ -147,8 +147,13 @@ def load_timed_runner(target: Target, threads: int | None = None):
     but whose speed says nothing about the runtime."""
     runner = load_runner(target, threads)
     if stand_in(runner):
+        check = target.manifest.get("validation") or {}
+        numbers = (f"; its check against the original model: max |diff| {check['max_abs_diff']:.1e}, argmax agreement "
+                   f"start {check['argmax_agreement']['start']:.0%} end {check['argmax_agreement']['end']:.0%}"
+                   if check.get("ran") else "")
         raise NotRunnableHere(f"{target.runtime} cannot run here ({runner.info.get('why') or 'not this platform'}); "
-                              f"the {stand_in(runner)} checks outputs only, its timings are not {target.runtime}'s")
+                              f"the {stand_in(runner)} checks outputs only, its timings are not {target.runtime}'s"
+                              f"{numbers}")
     return runner
 
 
