@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from pocketbert.errors import PocketbertError
+from pocketbert.errors import PocketbertError, first_line
 from pocketbert.fsutil import atomic_write_text, read_json, write_json
 from pocketbert.manifest import tool_versions
 from pocketbert.modeling import uses_token_type_ids
@@ -247,8 +247,7 @@ def load_pretrained(loader, path, what: str, **kwargs):
         with quiet_load_report():  # a teacher without an MLM head or pooler is expected, not news
             return loader.from_pretrained(str(path), **kwargs)
     except Exception as err:  # safetensors, json and transformers raise many types for damaged files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise PocketbertError(f"{what} '{path}' is damaged and cannot be loaded ({first}); re-create it or pass an intact copy") from None
+        raise PocketbertError(f"{what} '{path}' is damaged and cannot be loaded ({first_line(err)}); re-create it or pass an intact copy") from None
 
 
 def process_state():

@@ -5,7 +5,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-from pocketbert.errors import PocketbertError
+from pocketbert.errors import PocketbertError, first_line
 
 FORMATS: dict[str, type] = {}
 
@@ -54,5 +54,5 @@ def load_artifact(folder: str | Path, manifest: dict, threads: int | None = None
         if artifact_digest(path)[1] != manifest.get("sha256"):
             damage = "its sha256 differs from the manifest's: the file changed or was cut short"
         else:
-            damage = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            damage = first_line(err)
         raise PocketbertError(f"artifact '{path}' cannot be loaded ({damage}); re-export it with pocketbert export") from None

@@ -9,6 +9,12 @@ class NotRunnableHere(PocketbertError):
     """The artifact is valid but its runtime cannot execute on this machine (e.g. Core ML off macOS)."""
 
 
+def first_line(err: BaseException) -> str:
+    """A library exception in one short line, to quote inside our own one-line message."""
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
 def require_module(module: str, package: str):
     """Import an optional runtime package, or fail with the pip line that installs it."""
     import importlib

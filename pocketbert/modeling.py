@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketbert.errors import PocketbertError
+from pocketbert.errors import PocketbertError, first_line
 
 # transformers' per-load reports (a multi-line weight table; a tensor-parallel plan check that lists every layer
 # on a single CPU); report_unused_weights says what matters in one line of our own.
@@ -92,7 +92,7 @@ def load_tokenizer(path: str | Path):
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise PocketbertError(
-            f"no usable tokenizer in '{path}' ({_first_line(err)}); save the tokenizer files next to the model"
+            f"no usable tokenizer in '{path}' ({first_line(err)}); save the tokenizer files next to the model"
         ) from None
 
 
@@ -214,10 +214,10 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
         config = AutoConfig.from_pretrained(spec)
     except (OSError, ValueError, KeyError) as err:
         if local:
-            raise PocketbertError(f"the config.json of '{spec}' cannot be used ({_first_line(err)}); re-save the "
+            raise PocketbertError(f"the config.json of '{spec}' cannot be used ({first_line(err)}); re-save the "
                                   "checkpoint with save_pretrained") from None
         raise PocketbertError(
-            f"cannot read the model config of '{spec}' ({_first_line(err)}); pass a local checkpoint directory"
+            f"cannot read the model config of '{spec}' ({first_line(err)}); pass a local checkpoint directory"
         ) from None
     encoder_of(config)  # refuses non-encoders (GPT-2, ...) even when transformers has a QA class for them
     try:
@@ -225,7 +225,7 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
             model, info = AutoModelForQuestionAnswering.from_pretrained(spec, output_loading_info=True)
     except Exception as err:  # transformers raises many types for damaged files
         raise PocketbertError(
-            f"checkpoint '{spec}' could not be loaded ({_first_line(err)}); re-save it or point to an intact copy"
+            f"checkpoint '{spec}' could not be loaded ({first_line(err)}); re-save it or point to an intact copy"
         ) from None
     if any(key.startswith("qa_outputs") for key in info.get("missing_keys", ())):
         raise PocketbertError(
@@ -241,7 +241,7 @@ def _check_config_file(config_path: Path) -> None:
     try:
         config = json.loads(config_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PocketbertError(f"'{config_path}' is corrupt (not valid JSON: {_first_line(err)}); re-save the "
+        raise PocketbertError(f"'{config_path}' is corrupt (not valid JSON: {first_line(err)}); re-save the "
                               "checkpoint with save_pretrained or restore config.json from a copy") from None
     if not isinstance(config, dict):
         raise PocketbertError(f"'{config_path}' is corrupt (not a JSON object); re-save the checkpoint with "
@@ -307,8 +307,3 @@ def _source(spec: str, config, model, preset: str | None = None) -> dict:
         "parameters": count_parameters(model),
         "encoder": encoder_shape(config),
     }
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
