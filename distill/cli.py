@@ -32,12 +32,14 @@ def register(sub) -> None:
     _add_training_options(p, lr=1e-3, batch_size=16, epochs=1.0)
     p.set_defaults(func=run_fit_mlm_head)
 
-    p = steps.add_parser("qa", help="QA distillation: a_ce*KL(start,end)*T^2 + a_task*CE(gold spans)")
+    p = steps.add_parser("qa", help="QA distillation: a_ce*KL(start,end)*T^2 + a_task*CE(gold spans) + a_cos*L_cos")
     p.add_argument("--teacher", required=True, help="QA checkpoint (e.g. from `pocketbert finetune qa`)")
     p.add_argument("--student", required=True, help="student checkpoint (from `distill init` or `distill mlm`)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha-ce", type=float, default=0.5, help="weight of the KL to the teacher's start/end logits")
     p.add_argument("--alpha-task", type=float, default=0.5, help="weight of the cross-entropy to the gold span")
+    p.add_argument("--alpha-cos", type=float, default=0.0,
+                   help="weight of the cosine loss between student and teacher last hidden states (0: off)")
     p.add_argument("--no-teacher-cache", action="store_true",
                    help="run the teacher on every step (default: once per window, its logits reused every epoch)")
     _add_qa_options(p)
@@ -97,6 +99,8 @@ def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
 def _add_qa_options(p) -> None:
     p.add_argument("--dev", required=True, help="SQuAD v1.1 JSON scored after training (EM/F1 in run.json)")
     p.add_argument("--max-dev-examples", type=int, help="score only the first N dev questions")
+    p.add_argument("--eval-steps", type=int, default=0,
+                   help="also score dev every N steps: the dev F1 curve in metrics.jsonl and loss.png (default: at the end only)")
     _add_qa_training_options(p)
 
 
@@ -115,7 +119,8 @@ def _train_config(args):
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                        seed=args.seed, save_steps=args.save_steps, max_steps=args.max_steps, warmup=args.warmup,
                        logging_steps=args.logging_steps, resume=args.resume, force=args.force,
-                       dynamic_padding=not args.pad_to_max, teacher_cache=not getattr(args, "no_teacher_cache", False))
+                       dynamic_padding=not args.pad_to_max, teacher_cache=not getattr(args, "no_teacher_cache", False),
+                       eval_steps=getattr(args, "eval_steps", 0))
 
 
 def _print_run(run: dict, out) -> None:
@@ -170,7 +175,7 @@ def run_distill_qa(args) -> int:
     from pocketbert.distill.qa_train import QALoss, train_qa
 
     run = train_qa(args.student, _qa_data(args), args.out, _train_config(args),
-                   QALoss(args.teacher, args.temperature, args.alpha_ce, args.alpha_task))
+                   QALoss(args.teacher, args.temperature, args.alpha_ce, args.alpha_task, args.alpha_cos))
     _print_run(run, args.out)
     return 0
 

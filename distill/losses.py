@@ -1,7 +1,7 @@
 """DistilBERT's loss terms (Sanh et al. 2019), each a small pure function on tensors.
 
     L_mlm-distill = a_ce * L_ce + a_mlm * L_mlm + a_cos * L_cos
-    L_qa-distill  = a_ce * (KL_start + KL_end) / 2 * T^2 + a_task * (CE_start + CE_end) / 2
+    L_qa-distill  = a_ce * (KL_start + KL_end) / 2 * T^2 + a_task * (CE_start + CE_end) / 2 + a_cos * L_cos
 """
 from __future__ import annotations
 
@@ -40,13 +40,17 @@ def mlm_distillation_loss(terms: dict[str, torch.Tensor], alphas: dict[str, floa
 def qa_distillation_loss(student_start: torch.Tensor, student_end: torch.Tensor,
                          teacher_start: torch.Tensor | None, teacher_end: torch.Tensor | None,
                          start_positions: torch.Tensor, end_positions: torch.Tensor,
-                         temperature: float, alpha_ce: float, alpha_task: float) -> tuple[torch.Tensor, dict]:
-    """a_ce * mean(KL_start, KL_end) * T^2 + a_task * mean(CE_start, CE_end); returns (loss, the terms)."""
+                         temperature: float, alpha_ce: float, alpha_task: float,
+                         hidden_cosine: torch.Tensor | None = None, alpha_cos: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """a_ce * mean(KL_start, KL_end) * T^2 + a_task * mean(CE_start, CE_end) + a_cos * L_cos (computed by the
+    caller with `hidden_cosine_loss`); returns (loss, the terms)."""
     terms = {}
     if alpha_ce > 0:
         terms["ce"] = (soft_target_kl(student_start, teacher_start, temperature)
                        + soft_target_kl(student_end, teacher_end, temperature)) / 2
     if alpha_task > 0:
         terms["task"] = (F.cross_entropy(student_start, start_positions) + F.cross_entropy(student_end, end_positions)) / 2
-    loss = alpha_ce * terms.get("ce", 0.0) + alpha_task * terms.get("task", 0.0)
+    if alpha_cos > 0:
+        terms["cos"] = hidden_cosine
+    loss = alpha_ce * terms.get("ce", 0.0) + alpha_task * terms.get("task", 0.0) + alpha_cos * terms.get("cos", 0.0)
     return loss, {name: float(value.detach()) for name, value in terms.items()}

@@ -108,13 +108,15 @@ class QAData:
 
 @dataclass(frozen=True)
 class QALoss:
-    """L = alpha_ce·KL(start, end)·T² against the teacher's logits + alpha_task·CE against the gold spans.
+    """L = alpha_ce·KL(start, end)·T² against the teacher's logits + alpha_task·CE against the gold spans
+    + alpha_cos·(1 - cos) between the student's and the teacher's last hidden states (same width needed).
     Without a teacher only the gold-span term trains."""
 
     teacher: str | Path | None = None
     temperature: float = 2.0
     alpha_ce: float = 0.5
     alpha_task: float = 0.5
+    alpha_cos: float = 0.0
 
 
 FINE_TUNING = QALoss(alpha_task=1.0)  # no teacher: the gold-span cross-entropy is the whole loss
@@ -137,9 +139,13 @@ def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> 
                                   "build the student with `pocketbert distill init` from the teacher")
     # Loaded before the run folder exists: a damaged checkpoint leaves nothing behind that blocks the rerun.
     model, model_type, fresh_head = _load_trainable_qa_model(model_path, config.seed)
+    alpha_ce, alpha_cos = (loss.alpha_ce, loss.alpha_cos) if teacher is not None else (0.0, 0.0)
+    if alpha_cos > 0 and teacher.config.hidden_size != model.config.hidden_size:
+        raise PocketbertError(f"--alpha-cos compares hidden states, but the teacher is {teacher.config.hidden_size} wide "
+                              f"and the student {model.config.hidden_size}; use --alpha-cos 0 for a narrower student")
     out = prepare_run_dir(out, config)
-    alpha_ce = loss.alpha_ce if teacher is not None else 0.0
-    loss_terms = {"ce (KL start/end, *T^2)": alpha_ce, "task (CE vs gold spans)": loss.alpha_task}
+    loss_terms = {"ce (KL start/end, *T^2)": alpha_ce, "task (CE vs gold spans)": loss.alpha_task,
+                  "cos (last hidden states)": alpha_cos}
     notes = ["loss terms: " + ", ".join(f"{name} x{alpha}" for name, alpha in loss_terms.items() if alpha > 0)]
     if data_check["summary"]:
         notes.append(f"training data '{train_path}': {data_check['summary']}")
@@ -149,7 +155,7 @@ def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> 
         notes.append("the teacher reads token_type_ids; the student does not")
     collator = QACollator(tokenizer.pad_token_id, None if config.dynamic_padding else window.clamped().max_seq_len)
     trainer = build_trainer(QATrainer, model, dataset, out, config, collator=collator, teacher=teacher,
-                            temperature=loss.temperature, alpha_ce=alpha_ce, alpha_task=loss.alpha_task,
+                            temperature=loss.temperature, alpha_ce=alpha_ce, alpha_task=loss.alpha_task, alpha_cos=alpha_cos,
                             cache_teacher=config.teacher_cache)
     run_info = {
         "command": "distill qa" if teacher is not None else "finetune qa",

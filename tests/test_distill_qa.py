@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from pocketbert.cli import main
-from pocketbert.distill.qa_train import FINE_TUNING, QAData, train_qa
+from pocketbert.distill.qa_train import FINE_TUNING, QAData, QALoss, train_qa
 from pocketbert.distill.trainer import RUN_FILE, TrainConfig
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
@@ -141,6 +141,41 @@ def test_tiny_distillation_end_to_end_loss_falls(tiny_bert_qa, squad, tmp_path):
     from pocketbert.modeling import load_qa_model
     loaded = load_qa_model(out)
     assert loaded.source["model_type"] == "distilbert"
+
+
+def test_dev_scores_every_n_steps_give_the_curve(tiny_distilbert_qa, squad, tmp_path):
+    run = train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), tmp_path / "run", _config(eval_steps=2),
+                   FINE_TUNING)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    curve = [(r["step"], r["dev_f1"]) for r in records if "dev_f1" in r]
+    assert [step for step, _ in curve] == [2, 4, 6]  # the last point is the final evaluation
+    assert curve[-1][1] == run["final_dev"]["f1"]
+
+
+def test_hidden_state_term_same_with_and_without_the_teacher_cache(tiny_bert_qa, squad, tmp_path):
+    student = tmp_path / "student"
+    assert main(["distill", "init", str(tiny_bert_qa), "--out", str(student)]) == 0
+    loss = QALoss(tiny_bert_qa, alpha_cos=1.0)
+    runs = [train_qa(student, QAData(squad, squad, QA_SMALL), tmp_path / name, _config(epochs=2, max_steps=-1,
+                                                                                      teacher_cache=cached), loss)
+            for name, cached in (("cached", True), ("uncached", False))]
+    # The second epoch reads the teacher's logits and (fp16) hidden states from the cache.
+    assert runs[0]["train_loss"] == pytest.approx(runs[1]["train_loss"], rel=1e-3)
+    assert runs[0]["loss_terms"]["cos (last hidden states)"] == 1.0
+    records = [json.loads(line) for line in (tmp_path / "cached" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss_cos"] >= 0 for r in records if "loss" in r)
+
+
+def test_hidden_state_term_needs_the_teacher_width(tiny_bert_qa, tiny_distilbert_qa, squad, tmp_path):
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+    narrow_config = AutoConfig.from_pretrained(tiny_distilbert_qa)
+    narrow_config.dim, narrow_config.hidden_dim = 32, 64
+    narrow = tmp_path / "narrow"
+    AutoModelForQuestionAnswering.from_config(narrow_config).save_pretrained(str(narrow))
+    load_tokenizer(tiny_bert_qa).save_pretrained(str(narrow))
+    with pytest.raises(PocketbertError, match="--alpha-cos 0"):
+        train_qa(narrow, QAData(squad, squad, QA_SMALL), tmp_path / "out", _config(), QALoss(tiny_bert_qa, alpha_cos=1.0))
+    assert not (tmp_path / "out").exists()
 
 
 def test_finetune_qa_learns_the_tiny_task(tiny_distilbert_qa, squad, tmp_path):
