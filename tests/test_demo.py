@@ -1,4 +1,4 @@
-"""The whole pipeline end to end on tiny settings: data, teacher, student, ablation, every export, bench, eval."""
+"""The whole pipeline end to end on tiny settings: data, teacher, student, every export, bench, eval."""
 from __future__ import annotations
 
 import json
@@ -27,7 +27,7 @@ def tiny_demo(tiny_bert_qa, tmp_path_factory):
 def test_every_stage_leaves_its_output(tiny_demo):
     out, settings, report = tiny_demo
     for step_output in ("data/train.json", "teacher/run.json", "student-init/config.json",
-                        "student-distilled/run.json", "student-no-teacher/run.json", "bench/results.json",
+                        "student-distilled/run.json", "bench/results.json",
                         "bench/eval.json", "bench/latency.png"):
         assert (out / step_output).is_file(), step_output
     assert json.loads((out / "student-distilled/run.json").read_text())["teacher"] == str(out / "teacher")
@@ -42,7 +42,8 @@ def test_report_shows_quality_exports_bench_and_accuracy(tiny_demo):
     text = report.read_text()
     for heading in ("## Quality", "## Exported artifacts", "## Step times", "### Latency", "### Accuracy"):
         assert heading in text
-    for label in ("teacher (MiniLM-L6 + QA head)", "student, QA distillation", "student, no teacher (ablation)"):
+    for label in ("teacher (MiniLM-L6 + QA head)", "student, QA distillation", "- ran: the student initialised",
+                  "general distillation (the paper's first stage): not run", "](student-distilled/loss.png)"):
         assert label in text
     assert "](bench/latency.png)" in text
     entries = {e["artifact"]: e for e in json.loads((out / "bench/eval.json").read_text())["entries"]}
@@ -59,8 +60,17 @@ def test_second_run_reuses_finished_steps(tiny_demo, capsys):
     teacher_run = (out / "teacher/run.json").stat().st_mtime_ns
     run_demo(out, settings=settings)
     printed = capsys.readouterr().out
-    assert printed.count("reusing") == 7 + len(settings.exports)
+    assert printed.count("reusing") == 6 + len(settings.exports)
     assert (out / "teacher/run.json").stat().st_mtime_ns == teacher_run
+
+
+def test_rerun_with_other_settings_is_refused_in_one_line(tiny_demo):
+    from dataclasses import replace
+
+    from pocketbert.errors import PocketbertError
+    out, settings, report = tiny_demo
+    with pytest.raises(PocketbertError, match="--fresh"):
+        run_demo(out, settings=replace(settings, general_distillation=TINY_TRAINING))
 
 
 def test_two_stage_recipe_reports_what_each_stage_contributed(tiny_bert_qa, tmp_path):
