@@ -38,6 +38,7 @@ DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
 MATMUL_SIZE = 2048
 PEAK_PRECISIONS = ("fp32", "bf16", "int8")
+INTEGER_GEMM_PRECISIONS = {"int8-static": "int8", "int4": "int8"}
 
 # End-to-end mode answers one real question: tokenise, run, decode the span.
 E2E_EXAMPLE = QAExample(
@@ -118,9 +119,10 @@ def measure_peaks(threads: int) -> dict[str, float]:
 
 
 def peak_precision(precision: str) -> str:
-    """The GEMM an artifact's precision computes in: int8 artifacts run int8 kernels, fp16 and palettised weights
-    are widened to fp32 on a CPU."""
-    return precision if precision in PEAK_PRECISIONS else "fp32"
+    """The GEMM an artifact's precision computes in: int8 artifacts run int8 kernels, and so do int8-static (int8
+    activations) and int4 (4-bit weights times int8 activations in XNNPACK's and ONNX Runtime's kernels); fp16 and
+    palettised weights are widened to fp32 on a CPU."""
+    return INTEGER_GEMM_PRECISIONS.get(precision, precision if precision in PEAK_PRECISIONS else "fp32")
 
 
 # --- one model in a fresh process: load time, first inference, RSS --------------------------------------

@@ -10,6 +10,7 @@ from pocketbert.results import RATIO_STATISTIC, baseline_ratios, reference_ratio
 MB = 1e6
 INT8_F1_RULE = 0.93  # MLPerf Mobile: int8 keeps >= 93% of the fp32 F1
 INT8_F1_GOAL = 0.99
+INT8_PRECISIONS = ("int8", "int8-static")  # int8 weights; dynamic or statically calibrated int8 activations
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,8 @@ def _goals(records, same, reference, goals: Goals) -> str:
         verdict = "meets" if c["speedup"] >= goals.distil_speedup else "misses"
         lines.append(f"- {c['candidate']} vs {c['baseline']}, {c['runtime']} fp32 seq {n}: {c['speedup']:.2f}x faster "
                      f"({verdict} the {goals.distil_speedup}x goal)")
-    int8 = [c for c in reference if c["precision"] == "int8" and c["mode"] == "model" and c["seq_len"] == n
-            and c["speedup"]]
+    int8 = [c for c in reference if c["precision"] in INT8_PRECISIONS and c["mode"] == "model"
+            and c["seq_len"] == n and c["speedup"]]
     if int8:
         best = max(int8, key=lambda c: c["speedup"])
         fast, small = best["speedup"] >= goals.mobile_speedup, (best["size_ratio"] or 0) >= goals.mobile_shrink

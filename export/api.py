@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from pocketbert.errors import PocketbertError
 from pocketbert.export.base import ExportOptions, validation_lengths
-from pocketbert.export.registry import get_format
+from pocketbert.export.registry import format_class, format_names, get_format
 from pocketbert.export.loader_files import MODEL_CONFIG_NAME, write_loader_files
 from pocketbert.export.task import MASK_CONVERSIONS, OUTPUT_NAMES, check_wrapper, exportable_qa, refusal
 from pocketbert.fsutil import atomic_dir
@@ -18,14 +18,28 @@ from pocketbert.modeling import load_qa_model, max_sequence_length, save_tokeniz
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
                  seq_lens: tuple[int, ...] = (128, 384), dynamic: bool = False, backend: str | None = None,
-                 deployment_target: str | None = None, force: bool = False) -> dict:
-    """Export `model` (checkpoint dir, hub id or preset) and validate it in its runtime; returns the manifest."""
+                 deployment_target: str | None = None, calibration: str | Path | None = None,
+                 force: bool = False) -> dict:
+    """Export `model` (checkpoint dir, hub id or preset) and validate it in its runtime; returns the manifest.
+
+    `calibration`: a SQuAD v1.1 file whose questions calibrate a statically quantized precision (int8-static)."""
     exporter = get_format(format)
     if precision not in exporter.precisions:
         raise PocketbertError(f"format {format} has no precision '{precision}'; choose one of {', '.join(exporter.precisions)}")
     if backend is not None and backend not in exporter.backends:
         choices = ", ".join(exporter.backends) or "none (drop --backend)"
         raise PocketbertError(f"format {format} has no backend '{backend}'; choose: {choices}")
+    backend = backend or (exporter.backends[0] if exporter.backends else None)
+    exporter.check_precision(precision, backend)
+    if calibration is not None:
+        if precision not in exporter.calibrated_precisions:
+            calibrated = [f"{f.name} {p}" for f in map(format_class, format_names()) for p in f.calibrated_precisions]
+            raise PocketbertError(f"--calibration applies only to {', '.join(calibrated)}; drop it for "
+                                  f"{format} {precision}")
+        if not Path(calibration).is_file():
+            raise PocketbertError(f"calibration file '{calibration}' does not exist; pass a SQuAD v1.1 JSON file "
+                                  "(or drop --calibration to use generated BBC questions)")
+        calibration = str(Path(calibration).resolve())
     if dynamic and not exporter.supports_dynamic_length:
         raise PocketbertError(f"format {format} needs fixed lengths; drop --dynamic and pass --seq-len N ...")
     if not seq_lens or min(seq_lens) < 8:
@@ -46,8 +60,7 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         )
     options = ExportOptions(precision=precision, seq_lens=tuple(sorted(set(seq_lens))), dynamic=dynamic,
                             max_seq_len=max_positions if dynamic else max(seq_lens),
-                            backend=backend or (exporter.backends[0] if exporter.backends else None),
-                            deployment_target=deployment_target)
+                            backend=backend, deployment_target=deployment_target, calibration=calibration)
     module = exportable_qa(loaded.model)
     sequence = {"dynamic": dynamic, "min": options.min_seq_len if dynamic else min(options.seq_lens),
                 "max": options.max_seq_len, "lengths": list(options.seq_lens)}
@@ -123,7 +136,6 @@ def support_table() -> str:
     tests/test_architectures.py (fp32 everywhere, int8 for a subset); refused cells fail up front with the
     reason in the footnote.
     """
-    from pocketbert.export.registry import format_class, format_names
     from pocketbert.export.task import refusal_reason
     from pocketbert.modeling import ENCODERS
 
@@ -147,7 +159,9 @@ def support_table() -> str:
     lines += [""] + [f"[{i}] {note}" for i, note in enumerate(notes, 1)] + [
         "", "Every export is compared with the original transformers model in its own runtime; "
         "tests/test_architectures.py exports each architecture to every format (fp32; Core ML fp16) and to int8 "
-        "for DeBERTa-v2 and ModernBERT (BERT and DistilBERT int8 in the format tests)."]
+        "for DeBERTa-v2 and ModernBERT (BERT and DistilBERT int8 in the format tests); ExecuTorch int4 for DistilBERT, "
+        "DeBERTa-v2 and ModernBERT in tests/test_executorch_int4.py, ONNX int4 and int8-static for DistilBERT in "
+        "tests/test_export_onnx_int4.py and tests/test_onnx_int8_static.py."]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -26,6 +26,7 @@ class ExportOptions:
     max_seq_len: int = 512
     backend: str | None = None
     deployment_target: str | None = None
+    calibration: str | None = None  # SQuAD v1.1 file for static quantization; None: generated BBC questions
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +71,7 @@ class Exporter(ABC):
     runtime_package: ClassVar[str]  # the pip package that provides runtime_module
     runtime_platforms: ClassVar[tuple[str, ...] | None] = None  # sys.platform values it predicts on; None: any
     backends: ClassVar[tuple[str, ...]] = ()  # first one is the default; empty: no --backend choice
+    calibrated_precisions: ClassVar[tuple[str, ...]] = ()  # precisions whose activation ranges come from calibration
     input_dtype: ClassVar[str] = "int64"  # what the artifact's integer inputs are inside the runtime
     batch_dynamic: ClassVar[bool] = False
     supports_dynamic_length: ClassVar[bool] = True
@@ -88,6 +90,9 @@ class Exporter(ABC):
     @classmethod
     def runs_here(cls, backend: str | None = None) -> bool:
         return cls.why_not_runnable_here(backend) is None
+
+    def check_precision(self, precision: str, backend: str | None) -> None:
+        """Raise PocketbertError, before any work, where `backend` cannot take `precision` (formats with backends)."""
 
     def artifact_name(self, options: ExportOptions) -> str:
         """The artifact's path inside its folder ('/'-separated): where this format's platform loaders look."""

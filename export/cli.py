@@ -10,12 +10,16 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8; ONNX also int4; Core ML also palette4 / palette6 (default fp32)")
+                   help="fp32, fp16, int8; ExecuTorch (XNNPACK) and ONNX also int4; ONNX also int8-static (int8 "
+                        "activations, calibrated); Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
                    help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default 128 384")
     p.add_argument("--dynamic", action="store_true", help="a sequence-length range up to max_position_embeddings instead")
     p.add_argument("--backend", help="executorch: xnnpack (default) or coreml")
     p.add_argument("--deployment-target", help="coreml: minimum OS, e.g. iOS17 (default), iOS18, macOS14")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="onnx int8-static: SQuAD v1.1 JSON whose questions calibrate the activation ranges "
+                        "(default: questions generated from the BBC news that ships with pocketbert)")
     p.add_argument("--out", help="output folder (artifact + manifest.json + tokenizer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     p.add_argument("--list-support", action="store_true",
@@ -35,7 +39,8 @@ def run(args) -> int:
 
     manifest = export_model(args.model, args.format, args.out, precision=args.precision,
                             seq_lens=tuple(args.seq_len), dynamic=args.dynamic, backend=args.backend,
-                            deployment_target=args.deployment_target, force=args.force)
+                            deployment_target=args.deployment_target, calibration=args.calibration,
+                            force=args.force)
     print(describe(manifest))
     print(f"wrote {args.out}")
     return 0

@@ -1,4 +1,4 @@
-"""ExecuTorch .pte: XNNPACK (fp32, int8) for every phone CPU, or the Core ML delegate (fp32, fp16) for Apple.
+"""ExecuTorch .pte: XNNPACK (fp32, int8, int4) for every phone CPU, or the Core ML delegate (fp32, fp16) for Apple.
 
 Sequence lengths: `--dynamic` exports the range [min_seq_len, max_seq_len]; otherwise one --seq-len
 gives a static shape and several give the range [min, max] of them (one program serves every length
@@ -33,7 +33,7 @@ from pocketbert.export.task import QAModule
 
 BATCH_ONE_ATTENTION = "pocketbert_batch1_bmm"
 COREML_PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
-XNNPACK_PRECISIONS = ("fp32", "int8")
+XNNPACK_PRECISIONS = ("fp32", "int8", "int4")
 DEFAULT_DEPLOYMENT_TARGET = "iOS17"
 BOOKKEEPING_OPS = {"getitem", "sym_size.int"}  # graph plumbing, not computation
 
@@ -43,7 +43,7 @@ class ExecuTorchExporter(Exporter):
     name = "executorch"
     suffix = ".pte"
     runtime, runtime_module, runtime_package = "executorch", "executorch.runtime", "executorch"
-    precisions = ("fp32", "fp16", "int8")  # fp16: Core ML backend only; int8: XNNPACK only
+    precisions = ("fp32", "fp16", "int8", "int4")  # fp16: Core ML backend only; int8, int4: XNNPACK only
     backends = ("xnnpack", "coreml")
 
     @classmethod
@@ -52,19 +52,25 @@ class ExecuTorchExporter(Exporter):
             return f"the Core ML delegate runs only in ExecuTorch builds for iOS/macOS (this is {sys.platform})"
         return super().why_not_runnable_here(backend)
 
+    def check_precision(self, precision: str, backend: str | None) -> None:
+        allowed = XNNPACK_PRECISIONS if backend == "xnnpack" else tuple(COREML_PRECISIONS)
+        if precision not in allowed:
+            other = "coreml" if backend == "xnnpack" else "xnnpack"
+            raise PocketbertError(f"the executorch {backend} backend has no precision '{precision}'; "
+                                  f"choose {' or '.join(allowed)}, or --backend {other}")
+
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
         executorch_exir = require_module("executorch.exir", "executorch")
         backend = options.backend or self.backends[0]
-        check_precision(backend, options.precision)
         low, high = sequence_range(options)
         facts = {"backend": backend, "sequence": {"static": low} if low == high else {"range": [low, high]}}
 
         if backend == "xnnpack":
             program_module, facts["rewrites"] = xnnpack_friendly_copy(module)
-            if options.precision == "int8":
-                from pocketbert.export.formats.executorch_quant import quantize_int8
+            if options.precision in ("int8", "int4"):
+                from pocketbert.export.formats.executorch_quant import quantize_weights
 
-                facts["quantization"] = quantize_int8(program_module)
+                facts["quantization"] = quantize_weights(program_module, options.precision)
             partitioners, passes = [xnnpack_partitioner()], [delegable_reshapes]
         else:
             program_module = module  # Core ML takes the whole stock graph in one segment
@@ -121,14 +127,6 @@ class ExecuTorchExporter(Exporter):
         return Runner(predict, names, batch_one=True, lengths=lengths,
                       info={"runtime": "executorch.runtime", "threads": threads or "runtime default",
                             "backends": runtime.backend_registry.registered_backend_names})
-
-
-def check_precision(backend: str, precision: str) -> None:
-    allowed = XNNPACK_PRECISIONS if backend == "xnnpack" else tuple(COREML_PRECISIONS)
-    if precision not in allowed:
-        other = "coreml" if backend == "xnnpack" else "xnnpack"
-        raise PocketbertError(f"the executorch {backend} backend has no precision '{precision}'; "
-                              f"choose {' or '.join(allowed)}, or --backend {other}")
 
 
 def sequence_range(options: ExportOptions) -> tuple[int, int]:

@@ -1,8 +1,11 @@
 """ONNX: fp32 with dynamic batch and sequence (torch.onnx dynamo exporter), int8 by ORT dynamic quantization,
-int4 by ORT's blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for embeddings)."""
+int8-static by ORT static quantization (QDQ: int8 weights and activations, calibrated on real QA windows), int4 by
+ORT's blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for embeddings)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +19,17 @@ from pocketbert.modeling import max_sequence_length
 OPSET = 20
 MIN_LENGTH = 2  # torch.export's smallest symbolic size
 # The folder layout of a Hugging Face ONNX model: transformers.js reads onnx/model.onnx (fp32) and
-# onnx/model_quantized.onnx ("q8") and onnx/model_q4.onnx ("q4"); optimum's from_pretrained(folder) finds any of
-# them by its glob of **/*.onnx.
-ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx", "int4": "onnx/model_q4.onnx"}
-TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int4": "q4"}
+# onnx/model_quantized.onnx ("q8"), onnx/model_int8.onnx ("int8") and onnx/model_q4.onnx ("q4"); optimum's
+# from_pretrained(folder) finds any of them by its glob of **/*.onnx.
+ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx", "int8-static": "onnx/model_int8.onnx",
+                  "int4": "onnx/model_q4.onnx"}
+TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int8-static": "int8", "int4": "q4"}
 # int4: symmetric blocks (no zero points to store or subtract) of 32 weights along each input dimension;
 # accuracy_level 4 lets ORT's CPU kernel quantize the activations to int8 and use its integer dot-product path,
 # its fastest (the weights stay 4-bit either way).
 INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
+CALIBRATION_STRIDE = 8  # int8-static: at most this many calibration windows run before their ranges are folded in
 
 
 @register_format
@@ -32,7 +37,8 @@ class OnnxExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
     runtime, runtime_module, runtime_package = "onnxruntime", "onnxruntime", "onnxruntime"
-    precisions = ("fp32", "int8", "int4")
+    precisions = ("fp32", "int8", "int8-static", "int4")
+    calibrated_precisions = ("int8-static",)
     batch_dynamic = True
 
     def artifact_name(self, options: ExportOptions) -> str:
@@ -76,6 +82,15 @@ class OnnxExporter(Exporter):
         if options.precision == "int4":
             facts["quantization"] = quantize_4bit(fp32_path, path)
             fp32_path.unlink()
+        if options.precision == "int8-static":
+            from pocketbert.export.calibration import calibration_windows
+            from pocketbert.modeling import load_tokenizer
+
+            # The export writes the tokenizer into the folder (two levels above onnx/model_int8.onnx) first.
+            tokenizer = load_tokenizer(path.parents[1])
+            calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
+            facts["quantization"] = quantize_static_int8(fp32_path, path, calibration)
+            fp32_path.unlink()
         onnx = require_module("onnx", "onnx")
         graph = onnx.load(str(path), load_external_data=False).graph
         ops = sorted({node.op_type for node in graph.node})
@@ -98,6 +113,84 @@ class OnnxExporter(Exporter):
             return start, end
 
         return Runner(predict, names, batch_one=False, info={"providers": session.get_providers()})
+
+
+def quantize_static_int8(fp32_path: Path, path: Path, calibration) -> dict:
+    """Weights and activations to int8 as QDQ (QuantizeLinear/DequantizeLinear pairs around each quantizable op),
+    activation ranges from the calibration windows by MinMax; returns the manifest's record, with which ops run
+    int8 in and out and which do not."""
+    quantization = require_module("onnxruntime.quantization", "onnxruntime")
+    onnx = require_module("onnx", "onnx")
+    prepared = path.with_name("prepared" + path.suffix)
+    rows = [{name: values[i:i + 1] for name, values in calibration.windows.items()}
+            for i in range(len(calibration.windows["input_ids"]))]
+    # ORT keeps every activation of every layer for each window it runs until it folds them into ranges, so it runs
+    # the windows a few at a time (its "strided" MinMax) to bound the memory of real-size models.
+    stride = max(d for d in range(1, CALIBRATION_STRIDE + 1) if len(rows) % d == 0)
+
+    class Windows(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.pending = iter(rows)
+
+        def __len__(self):
+            return len(rows)
+
+        def set_range(self, start_index: int, end_index: int):
+            self.pending = iter(rows[start_index:end_index])
+
+        def get_next(self):
+            return next(self.pending, None)
+
+    with _root_logger_at(logging.ERROR):  # a line per 1-D weight that cannot be per-channel, and a pre-process hint
+        # ORT's symbolic shape inference cannot finish on the dynamo graph; ONNX's own shape inference and graph
+        # optimisation still run.
+        quantization.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantization.quantize_static(
+            str(prepared), str(path), Windows(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
+            calibrate_method=quantization.CalibrationMethod.MinMax,
+            extra_options={"CalibStridedMinMax": stride},
+        )
+    prepared.unlink()
+    int8_ops, other_ops = qdq_op_types(onnx.load(str(path), load_external_data=False).graph)
+    return {
+        "format": "QDQ (onnxruntime quantize_static); ONNX Runtime fuses DequantizeLinear -> op -> QuantizeLinear "
+                  "into int8 kernels where it has them",
+        "weights": "int8 symmetric, per output channel", "activations": "int8 (QInt8), per tensor, asymmetric",
+        "calibration_method": "MinMax", "calibration": calibration.facts,
+        "pre_processing": "onnxruntime quant_pre_process (ONNX shape inference + graph optimisation; symbolic shape "
+                          "inference skipped)",
+        "int8_ops": int8_ops,
+        "int8_ops_means": "every input from a DequantizeLinear, every output into a QuantizeLinear",
+        "other_ops": other_ops,
+    }
+
+
+def qdq_op_types(graph) -> tuple[dict, dict]:
+    """Op type counts: ops whose every input comes from a DequantizeLinear and every output goes into a
+    QuantizeLinear (int8 in, int8 out: what ORT runs as an int8 kernel), and all other ops (float, or shape
+    arithmetic on integers)."""
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    quantized_inputs = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    int8_ops, other_ops = Counter(), Counter()
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        inputs = [name for name in node.input if name]
+        int8 = all(name in dequantized for name in inputs) and all(name in quantized_inputs for name in node.output)
+        (int8_ops if int8 else other_ops)[node.op_type] += 1
+    return dict(int8_ops.most_common()), dict(other_ops.most_common())
+
+
+@contextlib.contextmanager
+def _root_logger_at(level: int):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def quantize_4bit(fp32_path: Path, path: Path) -> dict:

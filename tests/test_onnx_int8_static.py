@@ -1,0 +1,99 @@
+"""ONNX --precision int8-static: int8 weights and activations (QDQ), calibrated on real QA windows, run by ONNX Runtime
+and validated against the original transformers model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pocketbert.cli import main
+from pocketbert.export.api import export_model
+from pocketbert.export.calibration import CALIBRATION_QUESTIONS, GENERATED_SOURCE
+from pocketbert.export.registry import load_artifact
+from pocketbert.export.task import validation_inputs
+from pocketbert.manifest import read_manifest
+from pocketbert.modeling import load_tokenizer
+
+# Not the validation pairs (export/task.py): calibrating on them would flatter the comparison.
+OWN_CALIBRATION = {"version": "1.1", "data": [{"title": "harbour", "paragraphs": [
+    {"context": "The harbour authority opened a second container terminal in May, doubling the port's capacity to "
+                "two million containers a year. Its director, Ana Ruiz, said traffic from Asia had grown fastest.",
+     "qas": [{"id": "h1", "question": "Who directs the harbour authority?",
+              "answers": [{"text": "Ana Ruiz", "answer_start": 120}]},
+             {"id": "h2", "question": "When did the second terminal open?",
+              "answers": [{"text": "May", "answer_start": 63}]},
+             {"id": "h3", "question": "How many containers can the port handle a year?",
+              "answers": [{"text": "two million", "answer_start": 103}]}]}]}]}
+
+
+@pytest.fixture(scope="module")
+def onnx_int8_static(tiny_distilbert_qa, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx-int8-static") / "int8-static"
+    export_model(str(tiny_distilbert_qa), "onnx", out, precision="int8-static", seq_lens=(32, 64))
+    return out
+
+
+def test_int8_static_quantizes_activations_and_agrees_with_the_original_model(onnx_int8_static):
+    manifest = read_manifest(onnx_int8_static)
+    assert manifest["artifact"] == "onnx/model_int8.onnx"
+    assert json.loads((onnx_int8_static / "config.json").read_text())["transformers.js_config"] == {"dtype": "int8"}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= set(manifest["graph"]["op_types"])
+    quantization = manifest["graph"]["quantization"]
+    assert quantization["calibration_method"] == "MinMax" and quantization["activations"].startswith("int8")
+    assert quantization["int8_ops"]["MatMul"] >= 12  # every linear layer and attention product
+    assert quantization["int8_ops"]["Softmax"] == 2 and quantization["int8_ops"]["LayerNormalization"] == 5
+    calibration = quantization["calibration"]
+    assert calibration["source"] == GENERATED_SOURCE and calibration["questions_available"] > 10_000
+    assert calibration["questions"] == calibration["windows"] == CALIBRATION_QUESTIONS
+    assert calibration["window_length"] == 64
+    validation = manifest["validation"]
+    assert validation["ran"] and validation["runtime"] == "onnxruntime"
+    assert validation["reference"].startswith("transformers DistilBertForQuestionAnswering, unmodified")
+    assert validation["passed"] is None and validation["tolerance"] is None  # no fp32 tolerance for int8
+    assert validation["max_abs_diff"] < 0.2
+    # The random tiny model's logits are nearly flat, so a row may flip.
+    assert min(validation["argmax_agreement"].values()) >= 2 / 3
+
+
+def test_int8_static_runs_in_onnx_runtime_with_any_batch_and_length(onnx_int8_static, tiny_distilbert_qa):
+    runner = load_artifact(onnx_int8_static, read_manifest(onnx_int8_static))
+    inputs = validation_inputs(load_tokenizer(tiny_distilbert_qa), runner.input_names, 48)
+    start, end = runner(inputs)
+    assert start.shape == end.shape == inputs["input_ids"].shape and np.isfinite(start).all()
+
+
+def test_own_calibration_file_from_the_command_line(tiny_distilbert_qa, tmp_path, capsys):
+    squad = tmp_path / "calibration.json"
+    squad.write_text(json.dumps(OWN_CALIBRATION))
+    out = tmp_path / "own"
+    assert main(["export", str(tiny_distilbert_qa), "--format", "onnx", "--precision", "int8-static",
+                 "--calibration", str(squad), "--seq-len", "32", "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    calibration = manifest["graph"]["quantization"]["calibration"]
+    assert calibration["source"] == str(squad.resolve()) and calibration["questions"] == 3
+    assert manifest["options"]["calibration"] == str(squad.resolve())
+    assert manifest["validation"]["ran"]
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--format", "onnx", "--precision", "int8", "--calibration", "cal.json"],
+     "--calibration applies only to onnx int8-static; drop it for onnx int8"),
+    (["--format", "onnx", "--precision", "int8-static", "--calibration", "missing.json"],
+     "calibration file 'missing.json' does not exist"),
+    (["--format", "executorch", "--precision", "int8-static"], "format executorch has no precision 'int8-static'"),
+])
+def test_refusals_are_one_line(tiny_distilbert_qa, tmp_path, capsys, monkeypatch, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal.json").write_text(json.dumps(OWN_CALIBRATION))
+    assert main(["export", str(tiny_distilbert_qa), *arguments, "--seq-len", "32", "--out", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pocketbert: error: ") and "\n" not in err and message in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_bench_counts_int8_static_as_int8():
+    from pocketbert.bench.measure import peak_precision
+    from pocketbert.bench.report import INT8_PRECISIONS
+
+    assert peak_precision("int8-static") == "int8" and "int8-static" in INT8_PRECISIONS
