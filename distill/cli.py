@@ -57,8 +57,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/ablation", help="where every arm writes (default runs/ablation); reruns reuse finished arms")
     p.add_argument("--teacher", help="BERT checkpoint (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply every step budget and the training questions (default 1: sized for 2 CPU cores, not yet "
-                        "timed end to end there; e.g. 20 on a GPU)")
+                   help="multiply every step budget and the training questions (default 1: sized for 2 CPU cores, "
+                        "83 min there with other jobs running, see README; e.g. 20 on a GPU)")
     p.add_argument("--max-articles", type=int, help="BBC articles for the QA data and the text (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="redo every arm instead of reusing finished ones")
