@@ -181,25 +181,24 @@ class QATrainer(RunTrainer):
     @torch.no_grad()
     def _teacher_outputs(self, inputs: dict, window_index: torch.Tensor, want_hidden: bool) -> list[torch.Tensor]:
         """The teacher's [batch, length] start and end logits (padding at PADDING_LOGIT) and, with `want_hidden`,
-        its [batch, length, hidden] last hidden states (0 on padding, which the cosine term never reads)."""
+        its [batch, length, hidden] last hidden states (whatever sits on padding: the cosine term never reads it)."""
         mask = inputs["attention_mask"].bool()
         keys = window_index.tolist()
-        fills = (PADDING_LOGIT, PADDING_LOGIT, 0.0)
         if self.teacher_cache is None or any(key not in self.teacher_cache for key in keys):
             out = self.teacher(**inputs, output_hidden_states=want_hidden)
             outputs = [out.start_logits.float(), out.end_logits.float()]
             if want_hidden:
                 outputs.append(out.hidden_states[-1].float())
             if self.teacher_cache is None:
-                return [t.masked_fill(~mask.view(*mask.shape, *[1] * (t.dim() - 2)), fill)
-                        for t, fill in zip(outputs, fills)]
+                start, end, *hidden = outputs
+                return [start.masked_fill(~mask, PADDING_LOGIT), end.masked_fill(~mask, PADDING_LOGIT), *hidden]
             for row, key in enumerate(keys):
                 # Hidden states kept in fp16: the cache of 2,000 questions at width 384 stays near 0.3 GB.
                 self.teacher_cache[key] = tuple(t[row][mask[row]].cpu().to(torch.float16 if t.dim() == 3 else t.dtype)
                                                 for t in outputs)
         cached = [self.teacher_cache[key] for key in keys]
         batch = []
-        for part, fill in zip(zip(*cached), fills):
+        for part, fill in zip(zip(*cached), (PADDING_LOGIT, PADDING_LOGIT, 0.0)):
             padded = torch.full((*mask.shape, *part[0].shape[1:]), fill, device=mask.device)
             for row, values in enumerate(part):
                 padded[row, :len(values)] = values.to(mask.device, torch.float32)
