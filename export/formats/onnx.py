@@ -73,16 +73,14 @@ class OnnxExporter(Exporter):
             external_data=False, verbose=False,
         )
         program.save(str(fp32_path))
+        facts = {}
         if options.precision == "int8":
             quantization = require_module("onnxruntime.quantization", "onnxruntime")
             quantization.quantize_dynamic(str(fp32_path), str(path), weight_type=quantization.QuantType.QInt8,
                                           per_channel=True)
-            fp32_path.unlink()
-        facts = {}
-        if options.precision == "int4":
+        elif options.precision == "int4":
             facts["quantization"] = quantize_4bit(fp32_path, path)
-            fp32_path.unlink()
-        if options.precision == "int8-static":
+        elif options.precision == "int8-static":
             from pocketbert.export.calibration import calibration_windows
             from pocketbert.modeling import load_tokenizer
 
@@ -90,6 +88,7 @@ class OnnxExporter(Exporter):
             tokenizer = load_tokenizer(path.parents[1])
             calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
             facts["quantization"] = quantize_static_int8(fp32_path, path, calibration)
+        if fp32_path != path:  # the fp32 graph was only the quantizer's input
             fp32_path.unlink()
         onnx = require_module("onnx", "onnx")
         graph = onnx.load(str(path), load_external_data=False).graph
