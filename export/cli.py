@@ -10,7 +10,7 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8; ExecuTorch (XNNPACK) and ONNX also int4; ONNX also int8-static (int8 "
+                   help="fp32, fp16, int8; ExecuTorch (XNNPACK), ONNX and Core ML also int4; ONNX also int8-static (int8 "
                         "activations, calibrated); Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
                    help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default 128 384")

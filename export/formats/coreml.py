@@ -1,4 +1,4 @@
-"""Core ML: an .mlpackage mlprogram (fp32, fp16, int8 weights, 4/6-bit palettized weights).
+"""Core ML: an .mlpackage mlprogram (fp32, fp16, int8 weights, int4 blockwise weights, 4/6-bit palettized weights).
 
 Converts on any OS; Core ML itself predicts only on macOS. Elsewhere the artifact is loaded and run by the
 numpy reference evaluator of ML Programs (export/coreml_mil): validation, `pocketbert eval` and the device
@@ -22,13 +22,23 @@ DEFAULT_DEPLOYMENT_TARGET = "iOS17"
 # Compressed weights (constexpr ops) need iOS16 / macOS13; phones and Macs are what we ship to.
 TARGET_FAMILIES = ("iOS", "macOS")
 MIN_TARGET = "iOS16"
-# Several inputs with enumerated shapes are allowed from iOS18 / macOS15 on (coremltools checks this).
-MULTI_INPUT_ENUMERATED_TARGET = "iOS18"
+# Several inputs with enumerated shapes, and 4-bit or blockwise quantized weights (constexpr_blockwise_shift_scale),
+# exist from iOS18 / macOS15 on (coremltools checks both).
+IOS18 = "iOS18"
+INT4_BLOCK_SIZE = 32
 
-# Weight compression applied after conversion; compute stays fp16, as on the Neural Engine.
+# Weight compression applied after conversion; compute stays fp16, as on the Neural Engine. coremltools compresses
+# every weight constant of more than 2048 elements (its default threshold; stated here so the manifest says it):
+# linear/matmul weights and the embedding tables alike, never biases or LayerNorm parameters.
 WEIGHT_COMPRESSION = {
-    "int8": {"method": "linear_quantize_weights", "mode": "linear_symmetric", "dtype": "int8",
+    "int8": {"method": "linear_quantize_weights", "bits": 8, "mode": "linear_symmetric", "dtype": "int8",
              "granularity": "per_channel"},
+    # 4-bit symmetric (values -7..7), one fp16 scale per 32 consecutive values along each weight's input axis.
+    "int4": {"method": "linear_quantize_weights", "bits": 4, "mode": "linear_symmetric", "dtype": "int4",
+             "granularity": "per_block", "block_size": INT4_BLOCK_SIZE, "weight_threshold": 2048,
+             "blocks": "along the input axis of linear/matmul weights and the hidden axis of a gathered embedding "
+                       "table (coremltools' axis); along the last (hidden) axis of any other weight, such as a "
+                       "position-embedding table the converter folded into a constant added to the embeddings"},
     "palette4": {"method": "palettize_weights", "mode": "kmeans", "nbits": 4, "granularity": "per_tensor"},
     "palette6": {"method": "palettize_weights", "mode": "kmeans", "nbits": 6, "granularity": "per_tensor"},
 }
@@ -43,24 +53,34 @@ def deployment_targets(ct) -> dict:
             if name.startswith(TARGET_FAMILIES) and target.value >= floor}
 
 
+def ios18_needs(options: ExportOptions, input_count: int) -> list[tuple[str, str]]:
+    """(why, the refusal's fix) for each feature of this export that Core ML has from iOS18 / macOS15 on only."""
+    needs = []
+    if shape_mode(options) == "enumerated" and input_count > 1:
+        needs.append((f"enumerated lengths on {input_count} inputs",
+                      f"Core ML before {IOS18}/macOS15 allows enumerated lengths on one input only, and this model "
+                      f"has {input_count}; pass --deployment-target {IOS18}, a single --seq-len, or --dynamic"))
+    if options.precision == "int4":
+        needs.append(("int4 blockwise weights (constexpr_blockwise_shift_scale)",
+                      f"Core ML before {IOS18}/macOS15 has no 4-bit blockwise weights; pass --deployment-target "
+                      f"{IOS18} (or macOS15) with --precision int4, or use --precision palette4 for older devices"))
+    return needs
+
+
 def resolve_deployment_target(ct, options: ExportOptions, input_count: int) -> tuple[str, str]:
-    """(target name, why): the asked-for target, or iOS17 raised to iOS18 where enumerated lengths need it."""
+    """(target name, why): the asked-for target, or iOS17 raised to iOS18 where the export needs it."""
     targets = deployment_targets(ct)
-    needs_newer = shape_mode(options) == "enumerated" and input_count > 1
+    needs = ios18_needs(options, input_count)
     if options.deployment_target is None:
-        if needs_newer:
-            return MULTI_INPUT_ENUMERATED_TARGET, (
-                f"default {DEFAULT_DEPLOYMENT_TARGET} raised: enumerated lengths on {input_count} inputs need "
-                f"{MULTI_INPUT_ENUMERATED_TARGET}/macOS15")
+        if needs:
+            return IOS18, (f"default {DEFAULT_DEPLOYMENT_TARGET} raised: "
+                           f"{' and '.join(why for why, _ in needs)} need {IOS18}/macOS15")
         return DEFAULT_DEPLOYMENT_TARGET, "default"
     name = options.deployment_target
     if name not in targets:
         raise PocketbertError(f"unknown Core ML deployment target '{name}'; choose one of {', '.join(targets)}")
-    if needs_newer and targets[name].value < targets[MULTI_INPUT_ENUMERATED_TARGET].value:
-        raise PocketbertError(
-            f"Core ML before {MULTI_INPUT_ENUMERATED_TARGET}/macOS15 allows enumerated lengths on one input only, "
-            f"and this model has {input_count}; pass --deployment-target {MULTI_INPUT_ENUMERATED_TARGET}, "
-            "a single --seq-len, or --dynamic")
+    if needs and targets[name].value < targets[IOS18].value:
+        raise PocketbertError(needs[0][1])
     return name, "requested"
 
 
@@ -80,18 +100,35 @@ def sequence_shape(ct, options: ExportOptions):
     return ct.Shape((1, options.seq_lens[0]))
 
 
-def compress_weights(mlmodel, precision: str):
+# Ops whose weight coremltools knows the input axis of; for any other consumer it blocks along axis 1, which for a
+# [1, positions, hidden] constant is 32 positions x every hidden value under one scale (3x the error of rows of 32).
+INPUT_AXIS_KNOWN = {"linear", "matmul", "conv", "conv_transpose", "gather"}
+MANIFEST_ONLY = ("method", "bits", "blocks")  # facts for the manifest, not coremltools settings
+
+
+def compress_weights(mlmodel, precision: str) -> tuple[object, dict]:
+    """(compressed model, facts for the manifest) for a compressed precision; (mlmodel, {}) otherwise."""
     if precision not in WEIGHT_COMPRESSION:
-        return mlmodel
+        return mlmodel, {}
     from coremltools.optimize import coreml as cto
 
-    settings = dict(WEIGHT_COMPRESSION[precision])
-    method = settings.pop("method")
-    if method == "linear_quantize_weights":
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(**settings))
-        return cto.linear_quantize_weights(mlmodel, config)
-    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(**settings))
-    return cto.palettize_weights(mlmodel, config)
+    settings = {k: v for k, v in WEIGHT_COMPRESSION[precision].items() if k not in MANIFEST_ONLY}
+    method = WEIGHT_COMPRESSION[precision]["method"]
+    eligible = cto.get_weights_metadata(mlmodel, weight_threshold=settings.get("weight_threshold", 2048))
+    facts = {"weights_above_threshold": len(eligible)}
+    if method == "palettize_weights":
+        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(**settings))
+        return cto.palettize_weights(mlmodel, config), facts
+    by_name = {}
+    if settings.get("granularity") == "per_block":
+        # A tuple block size: 1 on every axis but the last, as for an embedding table's rows.
+        by_name = {name: cto.OpLinearQuantizerConfig(**{**settings, "block_size": (1,) * (weight.val.ndim - 1)
+                                                         + (settings["block_size"],)})
+                   for name, weight in eligible.items()
+                   if not {child.op_type for child in weight.child_ops} <= INPUT_AXIS_KNOWN}
+        facts["blocked_along_last_axis"] = sorted(by_name)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(**settings), op_name_configs=by_name)
+    return cto.linear_quantize_weights(mlmodel, config), facts
 
 
 def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Path) -> None:
@@ -155,13 +192,22 @@ def main_function(spec):
     return function, function.block_specializations[function.opset]
 
 
+def compressed_weights(block) -> dict:
+    """{"tensors": n, "consumers": {op type: n}}: the weight constants stored compressed (constexpr ops) and the ops
+    that read them (gather: embedding tables; matmul/linear: layers), counted from the saved program."""
+    compressed = {op.outputs[0].name for op in block.operations if op.type.startswith("constexpr_")}
+    consumers = Counter(op.type for op in block.operations for argument in op.inputs.values()
+                        for binding in argument.arguments if binding.name in compressed)
+    return {"tensors": len(compressed), "consumers": dict(sorted(consumers.items()))}
+
+
 @register_format
 class CoreMLExporter(Exporter):
     name = "coreml"
     suffix = ".mlpackage"
     runtime, runtime_module, runtime_package = "coreml", "coremltools", "coremltools"
     runtime_platforms = ("darwin",)  # MLModel.predict exists on macOS only
-    precisions = ("fp32", "fp16", "int8", "palette4", "palette6")
+    precisions = ("fp32", "fp16", "int8", "int4", "palette4", "palette6")
     input_dtype = "int32"
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
@@ -188,7 +234,7 @@ class CoreMLExporter(Exporter):
             minimum_deployment_target=ct.target[target], compute_precision=compute_precision,
             skip_model_load=True,
         )
-        mlmodel = compress_weights(mlmodel, options.precision)
+        mlmodel, compression = compress_weights(mlmodel, options.precision)
         describe_model(mlmodel, module, options, path.parent)
         mlmodel.save(str(path))
 
@@ -202,7 +248,8 @@ class CoreMLExporter(Exporter):
             "deployment_target": target,
             "deployment_target_reason": target_reason,
             "compute_precision": "float32" if options.precision == "fp32" else "float16",
-            "weight_compression": WEIGHT_COMPRESSION.get(options.precision),
+            "weight_compression": WEIGHT_COMPRESSION[options.precision] | compression | compressed_weights(block)
+                                  if options.precision in WEIGHT_COMPRESSION else None,
             "shapes": self.shape_facts(options),
             "ops": sum(ops.values()),
             "ops_without_const": sum(n for op, n in ops.items() if op != "const"),
