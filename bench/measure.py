@@ -235,10 +235,13 @@ def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[
         cached = read_manifest(folder)
         covers = (cached["sequence"]["max"] >= max(seq_lens) if seq["dynamic"]
                   else set(seq_lens) <= set(cached["sequence"]["lengths"]))
-        if cached["source"]["checkpoint"] == baseline and cached["sequence"]["dynamic"] == seq["dynamic"] and covers:
+        same_calibration = cached["options"].get("calibration") == like.manifest["options"].get("calibration")
+        if (cached["source"]["checkpoint"] == baseline and cached["sequence"]["dynamic"] == seq["dynamic"] and covers
+                and same_calibration):
             return folder  # exporting BERT-base again costs minutes; the cached one is the same artifact
+    # A statically quantized candidate's own calibration file calibrates the baseline too, so both see the same data.
     export_model(baseline, like.format, folder, precision=like.precision, seq_lens=seq_lens, dynamic=seq["dynamic"],
-                 backend=like.backend, force=True)
+                 backend=like.backend, calibration=like.manifest["options"].get("calibration"), force=True)
     return folder
 
 

@@ -99,3 +99,18 @@ def test_bench_counts_int8_static_as_int8():
     from pocketbert.bench.report import INT8_PRECISIONS
 
     assert peak_precision("int8-static") == "int8" and "int8-static" in INT8_PRECISIONS
+
+
+def test_bench_calibrates_the_exported_baseline_on_the_candidates_own_file(tiny_distilbert_qa, tiny_bert_qa, tmp_path):
+    from pocketbert.bench.measure import baseline_targets
+    from pocketbert.bench.runtimes import open_target
+
+    squad = tmp_path / "calibration.json"
+    squad.write_text(json.dumps(OWN_CALIBRATION))
+    candidate = tmp_path / "candidate"
+    export_model(str(tiny_distilbert_qa), "onnx", candidate, precision="int8-static", seq_lens=(32,),
+                 calibration=str(squad))
+    targets = baseline_targets(str(tiny_bert_qa), [open_target(candidate)], tmp_path / "cache", True, [32])
+    exported = read_manifest(targets[1].path)
+    assert exported["precision"] == "int8-static"
+    assert exported["graph"]["quantization"]["calibration"]["source"] == str(squad.resolve())
