@@ -30,6 +30,10 @@ TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int8-static": "int8", "
 INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 CALIBRATION_STRIDE = 8  # int8-static: at most this many calibration windows run before their ranges are folded in
+# ONNX Runtime's graph optimisations our runner turns off. SkipLayerNormFusion merges each residual Add into the
+# LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (README,
+# "Peer routes"). Recorded in the manifest for apps to copy.
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 @register_format
@@ -93,7 +97,11 @@ class OnnxExporter(Exporter):
         onnx = require_module("onnx", "onnx")
         graph = onnx.load(str(path), load_external_data=False).graph
         ops = sorted({node.op_type for node in graph.node})
-        return {"opset": OPSET, "nodes": len(graph.node), "op_types": ops, **facts}
+        return {"opset": OPSET, "nodes": len(graph.node), "op_types": ops,
+                "session": {"disabled_optimizers": list(DISABLED_OPTIMIZERS),
+                            "why": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than the Add and "
+                                   "LayerNormalization it replaces (5-10% of the model on an AVX2 CPU); pass "
+                                   "disabled_optimizers to onnxruntime.InferenceSession to do the same"}, **facts}
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         ort = require_module("onnxruntime", "onnxruntime")
@@ -104,14 +112,16 @@ class OnnxExporter(Exporter):
         if threads:
             settings.intra_op_num_threads = threads
             settings.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(DISABLED_OPTIMIZERS))
         names = tuple(i["name"] for i in manifest["inputs"])
 
         def predict(feed: dict[str, np.ndarray]):
             start, end = session.run(list(OUTPUT_NAMES), feed)
             return start, end
 
-        return Runner(predict, names, batch_one=False, info={"providers": session.get_providers()})
+        return Runner(predict, names, batch_one=False, info={"providers": session.get_providers(),
+                                                             "disabled_optimizers": list(DISABLED_OPTIMIZERS)})
 
 
 # int8-static quantizes only these ops' inputs and outputs. Measured on the demo's student (96 real dev windows,
