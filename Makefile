@@ -14,7 +14,7 @@ TFLITE_SUPPORT_PINS := tflite-support==0.4.4 protobuf==3.20.3
 NODE_DIR := .node
 TRANSFORMERS_JS_PIN := @huggingface/transformers@4.3.2
 
-.PHONY: setup test demo ablation clean board
+.PHONY: setup test demo ablation peers clean board
 
 setup: $(STAMP) $(OPTIMUM_VENV)/.installed $(TFLITE_SUPPORT_VENV)/.installed $(NODE_DIR)/.installed
 
@@ -69,6 +69,12 @@ demo: setup
 # The DistilBERT paper's Table 4 in miniature (runs/ablation/ablation.md + .png); longer than the demo.
 ablation: setup
 	$(VENV)/bin/pocketbert distill ablation
+
+# Our exports beside the standard routes (optimum-onnx from $(OPTIMUM_VENV), litert-torch's default conversion) on the
+# distilbert-base preset (random weights: cost only), timed in one interleaved run: runs/peers/report.md + peers.png.
+# Minutes of exports and timing on 2 cores; run it on a quiet machine.
+peers: setup
+	$(VENV)/bin/pocketbert bench peers distilbert-base --seq-len 384 --warmup 10 --runs 50 --out runs/peers
 
 clean:
 	rm -rf $(VENV) $(OPTIMUM_VENV) $(TFLITE_SUPPORT_VENV) $(NODE_DIR) runs

@@ -1,17 +1,35 @@
-"""`pocketbert bench MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
+"""`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT` and `pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
+
+import argparse
 
 from pocketbert.bench.report import Goals
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
 from pocketbert.results import MODES
 
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
+PEERS = "peers"
+
+
+class BenchParser(argparse.ArgumentParser):
+    """`bench MODEL...` and `bench peers CHECKPOINT`: argparse cannot give one parser both a list of positionals and
+    subcommands, so the word `peers` first hands the rest of the line to the peers parser."""
+
+    peers: argparse.ArgumentParser
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args and args[0] == PEERS:
+            return self.peers.parse_known_args(args[1:], namespace)
+        return super().parse_known_args(args, namespace)
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure size, memory, load time and latency against a BERT-base baseline",
                        description="Benchmark artifacts and checkpoints, interleaved with a baseline; writes "
-                                   "results.json, report.md and PNG plots.")
+                                   "results.json, report.md and PNG plots. `pocketbert bench peers CHECKPOINT` "
+                                   "compares our exports with the standard exporters' (see `bench peers -h`).")
+    p.__class__ = BenchParser  # add_parser builds a plain ArgumentParser
+    p.peers = peers_parser(p.prog)
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--baseline", default="bert-base",
                    help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
@@ -62,6 +80,46 @@ def register(sub) -> None:
     e.add_argument("--out", help="folder for eval.json and predictions/; a bench output folder gets the scores in its "
                                  "report")
     e.set_defaults(func=run_eval_cli)
+
+
+def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
+    from pocketbert.bench.peer_routes import FORMATS, PRECISIONS
+
+    p = argparse.ArgumentParser(
+        prog=f"{bench_prog} {PEERS}",
+        description="Export one QA checkpoint by our route and by the standard route a user would otherwise take "
+                    "(ONNX: optimum-onnx's `optimum-cli export onnx` and `optimum-cli onnxruntime quantize --avx2 / "
+                    "--avx512_vnni`; LiteRT: litert-torch's default conversion of the unmodified model; ExecuTorch: "
+                    "optimum-executorch's XNNPACK recipe, where it can export QA), time all of them in one interleaved "
+                    "run in the same runtime and threads, and check each against the original transformers model. "
+                    "Writes results.json, report.md and peers.png; a peer whose tool is missing is a row saying so.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a QA checkpoint folder, or a preset (bert-base, distilbert-base: random weights, cost only)")
+    p.add_argument("--seq-len", type=int, default=384, metavar="N", help="the length exported and timed (default 384)")
+    p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS, help="default: all")
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS, help="default: all")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs per model (default 10)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
+    p.add_argument("--threads", type=int, help="threads for every runtime (default: all usable cores)")
+    p.add_argument("--optimum-venv", metavar="DIR",
+                   help="the venv holding optimum-cli (default: the repository's .venv-optimum, built by make setup)")
+    p.add_argument("--out", default="peers-out", help="output folder (default peers-out)")
+    p.set_defaults(func=run_peers_cli)
+    return p
+
+
+def run_peers_cli(args) -> int:
+    from pocketbert.bench.measure import BenchSettings
+    from pocketbert.bench.peer_routes import OPTIMUM_VENV, run_peers, versus_ours
+
+    settings = BenchSettings(warmup=args.warmup, runs=args.runs, threads=args.threads)
+    results = run_peers(args.checkpoint, args.out, args.seq_len, tuple(args.formats), tuple(args.precisions), settings,
+                        args.optimum_venv or OPTIMUM_VENV)
+    for row in results["rows"]:
+        timing = f"{row['ms']:.2f} ms, {versus_ours(row)}" if row["ms"] else row["reason"]
+        print(f"{row['format']}/{row['precision']} {row['route']}: {timing}")
+    print(f"wrote {args.out}/results.json and {args.out}/report.md")
+    return 0
 
 
 def run_bench_cli(args) -> int:
