@@ -26,7 +26,7 @@ from pocketbert.bench.report import MB, _save, _table
 from pocketbert.errors import PocketbertError, first_line
 from pocketbert.export.registry import get_format
 from pocketbert.fsutil import atomic_dir, atomic_write_text, new_output_folder, write_json
-from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, read_manifest, tool_versions, write_manifest
+from pocketbert.manifest import MANIFEST_NAME, MANIFEST_SCHEMA, artifact_digest, read_manifest, tool_versions, write_manifest
 from pocketbert.modeling import PRESETS, LoadedModel, load_qa_model
 from pocketbert.results import EAGER_FORMAT, RATIO_STATISTIC, RESULTS_NAME, machine_info
 
@@ -71,7 +71,6 @@ class Route:
     ours: bool
     build: Callable[[PeerRun, Path], str] | None  # makes the artifact folder, returns the command it ran
     folder: str  # the artifact folder's name under artifacts/ (also its label in bench's report)
-    needs: str | None = None  # the folder of a route whose artifact this one starts from
     unavailable: Callable[[PeerRun], str | None] = lambda run: None  # why the route cannot run here, or None
 
 
@@ -104,12 +103,15 @@ def optimum_onnx_export(run: PeerRun, folder: Path) -> str:
 
 
 def optimum_onnx_quantize(isa: str) -> Callable[[PeerRun, Path], str]:
-    """optimum's dynamic int8 for one instruction set (its ORTConfig presets), from optimum's own fp32 export."""
+    """optimum's dynamic int8 for one instruction set (its ORTConfig presets), from optimum's own fp32 export (made
+    here first when the fp32 routes were not asked for)."""
 
     def build(run: PeerRun, folder: Path) -> str:
+        fp32 = run.folder / OPTIMUM_FP32
+        if not (fp32 / MANIFEST_NAME).is_file():
+            optimum_onnx_export(run, fp32)
         return optimum_cli_route(run, folder, "int8", "model_quantized.onnx",
-                                 ["onnxruntime", "quantize", "--onnx_model", str(run.folder / OPTIMUM_FP32), f"--{isa}",
-                                  "-o"])
+                                 ["onnxruntime", "quantize", "--onnx_model", str(fp32), f"--{isa}", "-o"])
 
     return build
 
@@ -238,9 +240,9 @@ ROUTES = (
     Route("onnx", "fp32", "optimum-onnx", False, optimum_onnx_export, OPTIMUM_FP32, unavailable=optimum_missing),
     Route("onnx", "int8", "pocketbert", True, our_export("onnx", "int8"), "onnx-int8-pocketbert"),
     Route("onnx", "int8", "optimum-onnx --avx2", False, optimum_onnx_quantize("avx2"), "onnx-int8-optimum-avx2",
-          needs=OPTIMUM_FP32, unavailable=optimum_missing),
+          unavailable=optimum_missing),
     Route("onnx", "int8", "optimum-onnx --avx512_vnni", False, optimum_onnx_quantize("avx512_vnni"),
-          "onnx-int8-optimum-avx512-vnni", needs=OPTIMUM_FP32, unavailable=optimum_missing),
+          "onnx-int8-optimum-avx512-vnni", unavailable=optimum_missing),
     Route("tflite", "fp32", "pocketbert", True, our_export("tflite", "fp32"), "tflite-fp32-pocketbert"),
     Route("tflite", "fp32", "litert-torch default", False, litert_torch_default, "tflite-fp32-litert-torch"),
     Route("executorch", "fp32", "optimum-executorch --recipe xnnpack", False, None, "executorch-fp32-optimum",
@@ -283,20 +285,17 @@ def export_routes(run: PeerRun, routes: list[Route]) -> list[dict]:
     reasons = {r.folder: r.unavailable(run) for r in routes}
     # Our export of a format and precision is made only where some peer route can run beside it.
     compared = {(r.format, r.precision) for r in routes if not r.ours and reasons[r.folder] is None}
-    rows, made = [], set()
+    rows = []
     for route in tqdm(routes, desc="peer routes: export", unit="route"):
         reason = reasons[route.folder]
         if reason is None and (route.format, route.precision) not in compared:
             reason = "skipped: no peer route of this format and precision runs here"
-        if reason is None and route.needs and route.needs not in made:
-            reason = f"failed: it starts from the {route.needs} artifact, which was not made"
         row = {"format": route.format, "precision": route.precision, "route": route.name, "ours": route.ours,
                "artifact": None, "command": None}
         if reason is None:
             try:
                 row["command"] = route.build(run, run.folder / route.folder)
                 row["artifact"] = str(run.folder / route.folder)
-                made.add(route.folder)
             except PocketbertError as failure:  # ours refusing a model is a row too, beside the peers that ran
                 reason = str(failure) if isinstance(failure, RouteFailed) else f"failed: {failure}"
         row["status"] = "ok" if reason is None else reason.split(":")[0].replace(" ", "_")
