@@ -114,7 +114,10 @@ def compress_weights(mlmodel, precision: str) -> tuple[object, dict]:
 
     settings = {k: v for k, v in WEIGHT_COMPRESSION[precision].items() if k not in MANIFEST_ONLY}
     method = WEIGHT_COMPRESSION[precision]["method"]
-    eligible = cto.get_weights_metadata(mlmodel, weight_threshold=settings.get("weight_threshold", 2048))
+    threshold = settings.get("weight_threshold", 2048)
+    # get_weights_metadata also lists weights of exactly `threshold` values, which the compression passes skip.
+    eligible = {name: weight for name, weight in cto.get_weights_metadata(mlmodel, weight_threshold=threshold).items()
+                if weight.val.size > threshold}
     facts = {"weights_above_threshold": len(eligible)}
     if method == "palettize_weights":
         config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(**settings))
