@@ -1,7 +1,9 @@
-"""`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT` and `pocketbert eval MODEL... --data dev.json`."""
+"""`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT`, `pocketbert bench onnx-int8-settings ARTIFACT` and
+`pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pocketbert.bench.report import Goals
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
@@ -9,17 +11,19 @@ from pocketbert.results import MODES
 
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
 PEERS = "peers"
+ONNX_INT8_SETTINGS = "onnx-int8-settings"
 
 
 class BenchParser(argparse.ArgumentParser):
-    """`bench MODEL...` and `bench peers CHECKPOINT`: argparse cannot give one parser both a list of positionals and
-    subcommands, so the word `peers` first hands the rest of the line to the peers parser."""
+    """`bench MODEL...` and `bench peers CHECKPOINT` (or another named comparison): argparse cannot give one parser
+    both a list of positionals and subcommands, so a comparison's name first hands the rest of the line to its
+    parser."""
 
-    peers: argparse.ArgumentParser
+    comparisons: dict[str, argparse.ArgumentParser]
 
     def parse_known_args(self, args=None, namespace=None):
-        if args and args[0] == PEERS:
-            return self.peers.parse_known_args(args[1:], namespace)
+        if args and args[0] in self.comparisons:
+            return self.comparisons[args[0]].parse_known_args(args[1:], namespace)
         return super().parse_known_args(args, namespace)
 
 
@@ -27,9 +31,11 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="measure size, memory, load time and latency against a BERT-base baseline",
                        description="Benchmark artifacts and checkpoints, interleaved with a baseline; writes "
                                    "results.json, report.md and PNG plots. `pocketbert bench peers CHECKPOINT` "
-                                   "compares our exports with the standard exporters' (see `bench peers -h`).")
+                                   "compares our exports with the standard exporters' (see `bench peers -h`); "
+                                   "`pocketbert bench onnx-int8-settings ARTIFACT` compares ONNX Runtime int8 "
+                                   "settings on this CPU.")
     p.__class__ = BenchParser  # add_parser builds a plain ArgumentParser
-    p.peers = peers_parser(p.prog)
+    p.comparisons = {PEERS: peers_parser(p.prog), ONNX_INT8_SETTINGS: onnx_int8_settings_parser(p.prog)}
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--baseline", default="bert-base",
                    help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
@@ -106,6 +112,32 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default="peers-out", help="output folder (default peers-out)")
     p.set_defaults(func=run_peers_cli)
     return p
+
+
+def onnx_int8_settings_parser(bench_prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{bench_prog} {ONNX_INT8_SETTINGS}",
+        description="Quantize one fp32 ONNX artifact with each ONNX Runtime int8 setting (dynamic: signed or unsigned "
+                    "weights, per channel or per tensor, reduced range; the int8-static QDQ recipe), time them "
+                    "interleaved with the fp32 file on this CPU and count how often each picks the fp32 file's answer "
+                    "start and end on --data. Writes results.json, report.md and settings.png.")
+    p.add_argument("artifact", metavar="ONNX_FP32_ARTIFACT", help="a folder from `pocketbert export ... --format onnx`")
+    p.add_argument("--data", required=True, help="SQuAD v1.1 file whose questions score answer agreement")
+    p.add_argument("--seq-len", type=int, default=384, metavar="N", help="window length (default 384)")
+    p.add_argument("--runs", type=int, default=20, help="timed rounds (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up rounds (default 3)")
+    p.add_argument("--threads", type=int, help="threads (default: all usable cores)")
+    p.add_argument("--out", default="onnx-int8-settings", help="output folder (default onnx-int8-settings)")
+    p.set_defaults(func=run_onnx_int8_settings_cli)
+    return p
+
+
+def run_onnx_int8_settings_cli(args) -> int:
+    from pocketbert.bench.onnx_int8_settings import compare_int8_settings
+
+    compare_int8_settings(args.artifact, args.data, args.out, args.seq_len, args.runs, args.warmup, args.threads)
+    print((Path(args.out) / "report.md").read_text(), end="")
+    return 0
 
 
 def run_peers_cli(args) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.report import INT8_F1_GOAL, INT8_F1_RULE, render_eval_table, write_report
+from pocketbert.bench.report import INT8_F1_GOAL, INT8_F1_RULE, _save, render_eval_table, write_report
 from pocketbert.bench.runtimes import Target, load_runner, open_target, open_targets, stand_in, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.fsutil import atomic_write_text, make_dirs, read_json, write_json
@@ -24,6 +24,7 @@ from pocketbert.qa import (QAWindow, best_answers, decode_nbest, load_squad, pre
 from pocketbert.results import EAGER_FORMAT, RESULTS_NAME, load_results, save_results
 
 EVAL_NAME = "eval.json"
+ACCURACY_SIZE_PLOT = "accuracy_size.png"
 PREDICTIONS_DIR = "predictions"
 PREDICTIONS_NAME = "predictions.json"
 QUESTION_SCORES_NAME = "question_scores.json"
@@ -105,7 +106,7 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
         fitted = fit_window(target, window)
         entry = {"model": target.label, "artifact": target.path, "format": target.format, "runtime": target.runtime,
                  "precision": target.precision, "seq_len": fitted.max_seq_len, "doc_stride": fitted.doc_stride,
-                 "data": str(data), "random_weights": target.random_weights}
+                 "data": str(data), "random_weights": target.random_weights, "file_bytes": target.file_bytes}
         try:
             runner = load_runner(target)
         except NotRunnableHere as reason:
@@ -178,6 +179,31 @@ def write_outputs(report: dict, out: Path) -> None:
         write_report(results, out)
     else:
         atomic_write_text(out / "eval.md", "# pocketbert eval\n\n" + render_eval_table(report["entries"]) + "\n")
+    plot_accuracy_size(report["entries"], out / ACCURACY_SIZE_PLOT)
+
+
+def plot_accuracy_size(entries: list[dict], path: Path) -> None:
+    """F1 against file size, one point per scored artifact (the accuracy-size curve of its precisions), beside the
+    PyTorch F1 each was compared with."""
+    scored = [e for e in entries if e["status"] == "ok" and e.get("file_bytes") and e["format"] != EAGER_FORMAT]
+    if not scored:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for e in scored:
+        ax.scatter(e["file_bytes"] / 1e6, e["f1"])
+        ax.annotate(f"{e['runtime']} {e['precision']}", (e["file_bytes"] / 1e6, e["f1"]), fontsize=7)
+    for f1 in sorted({e["reference"]["f1"] for e in scored if e.get("reference")}):
+        ax.axhline(f1, linestyle="--", linewidth=0.8, color="gray")
+    ax.set_xscale("log")
+    ax.set_xlabel("file MB (log)")
+    ax.set_ylabel("F1 (dashed: PyTorch fp32 on the same questions)")
+    ax.set_title("Accuracy against size", fontsize=9)
+    _save(fig, path)
 
 
 def describe(entry: dict) -> str:

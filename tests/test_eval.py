@@ -65,6 +65,7 @@ def test_fp32_artifact_scores_like_its_pytorch_source(tiny_onnx, squad_file, tmp
     assert entry["f1_retained"] == pytest.approx(1.0)
     assert json.loads((tmp_path / "eval.json").read_text())["entries"][0]["f1"] == entry["f1"]
     assert "| EM |" in (tmp_path / "eval.md").read_text()
+    assert entry["file_bytes"] > 0 and (tmp_path / "accuracy_size.png").stat().st_size > 0
 
 
 def test_eval_joins_a_bench_report(tiny_onnx, squad_file, tmp_path):

@@ -43,3 +43,13 @@ def test_refuses_an_artifact_that_is_not_onnx_fp32(tiny_distilbert_qa, tmp_path)
     with pytest.raises(PocketbertError, match="pass an ONNX fp32 one"):
         compare_int8_settings(int8, tmp_path / "dev.json", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_is_refused_in_one_line_before_any_work(onnx_fp32, tmp_path, capsys):
+    from pocketbert.cli import main
+
+    assert main(["bench", "onnx-int8-settings", str(onnx_fp32), "--data", str(tmp_path / "nope.json"),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pocketbert: error: data file") and "\n" not in err
+    assert not (tmp_path / "out").exists()
