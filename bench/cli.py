@@ -115,12 +115,12 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
 
 
 def onnx_int8_settings_parser(bench_prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"{bench_prog} {ONNX_INT8_SETTINGS}",
-        description="Quantize one fp32 ONNX artifact with each ONNX Runtime int8 setting (dynamic: signed or unsigned "
-                    "weights, per channel or per tensor, reduced range; the int8-static QDQ recipe), time them "
-                    "interleaved with the fp32 file on this CPU and count how often each picks the fp32 file's answer "
-                    "start and end on --data. Writes results.json, report.md and settings.png.")
+    from pocketbert.bench import onnx_int8_settings
+
+    # The module's docstring says what it compares; its first paragraph is the help.
+    summary = " ".join(onnx_int8_settings.__doc__.split("\n\n")[0].split())
+    p = argparse.ArgumentParser(prog=f"{bench_prog} {ONNX_INT8_SETTINGS}",
+                                description=f"{summary} Writes results.json, report.md and settings.png.")
     p.add_argument("artifact", metavar="ONNX_FP32_ARTIFACT", help="a folder from `pocketbert export ... --format onnx`")
     p.add_argument("--data", required=True, help="SQuAD v1.1 file whose questions score answer agreement")
     p.add_argument("--seq-len", type=int, default=384, metavar="N", help="window length (default 384)")
