@@ -15,7 +15,7 @@ import functools
 import importlib.metadata
 import os
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +26,7 @@ from pocketbert.bench.report import MB, _save, _table
 from pocketbert.errors import PocketbertError, first_line
 from pocketbert.export.registry import get_format
 from pocketbert.fsutil import atomic_dir, atomic_write_text, new_output_folder, write_json
-from pocketbert.manifest import MANIFEST_NAME, MANIFEST_SCHEMA, artifact_digest, read_manifest, tool_versions, write_manifest
+from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, read_manifest, tool_versions, write_manifest
 from pocketbert.modeling import PRESETS, LoadedModel, load_qa_model
 from pocketbert.results import EAGER_FORMAT, RATIO_STATISTIC, RESULTS_NAME, machine_info
 
@@ -56,6 +56,7 @@ class PeerRun:
     seq_len: int
     folder: Path  # artifacts/ under the output folder
     optimum_venv: Path = OPTIMUM_VENV
+    made: set[str] = field(default_factory=set)  # artifact folders this run wrote (a folder from an earlier run is stale)
 
     def optimum_cli(self) -> Path:
         return self.optimum_venv / "bin" / "optimum-cli"
@@ -108,8 +109,9 @@ def optimum_onnx_quantize(isa: str) -> Callable[[PeerRun, Path], str]:
 
     def build(run: PeerRun, folder: Path) -> str:
         fp32 = run.folder / OPTIMUM_FP32
-        if not (fp32 / MANIFEST_NAME).is_file():
+        if OPTIMUM_FP32 not in run.made:
             optimum_onnx_export(run, fp32)
+            run.made.add(OPTIMUM_FP32)
         return optimum_cli_route(run, folder, "int8", "model_quantized.onnx",
                                  ["onnxruntime", "quantize", "--onnx_model", str(fp32), f"--{isa}", "-o"])
 
@@ -296,6 +298,7 @@ def export_routes(run: PeerRun, routes: list[Route]) -> list[dict]:
             try:
                 row["command"] = route.build(run, run.folder / route.folder)
                 row["artifact"] = str(run.folder / route.folder)
+                run.made.add(route.folder)
             except PocketbertError as failure:  # ours refusing a model is a row too, beside the peers that ran
                 reason = str(failure) if isinstance(failure, RouteFailed) else f"failed: {failure}"
         row["status"] = "ok" if reason is None else reason.split(":")[0].replace(" ", "_")
