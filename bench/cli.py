@@ -96,7 +96,8 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
         description="Export one QA checkpoint by our route and by the standard route a user would otherwise take "
                     "(ONNX: optimum-onnx's `optimum-cli export onnx` and `optimum-cli onnxruntime quantize --avx2 / "
                     "--avx512_vnni`; LiteRT: litert-torch's default conversion of the unmodified model; ExecuTorch: "
-                    "optimum-executorch's XNNPACK recipe, where it can export QA), time all of them in one interleaved "
+                    "its documented XNNPACK recipe on the unmodified model, and optimum-executorch's where it can "
+                    "export QA), time all of them in one interleaved "
                     "run in the same runtime and threads, and check each against the original transformers model. "
                     "Writes results.json, report.md and peers.png; a peer whose tool is missing is a row saying so.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",

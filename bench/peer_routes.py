@@ -156,6 +156,36 @@ def litert_torch_default(run: PeerRun, folder: Path) -> str:
     return command
 
 
+def executorch_documented_xnnpack(run: PeerRun, folder: Path) -> str:
+    """ExecuTorch's own XNNPACK recipe from its documentation, applied to the unmodified transformers model at the
+    bench length: torch.export, to_edge_transform_and_lower with the XnnpackPartitioner, to_executorch. It stands in
+    for optimum-executorch, which has no question-answering task."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from pocketbert.export.task import exportable_qa, validation_inputs
+
+    loaded = original_model(run.checkpoint)
+    names = exportable_qa(loaded.model).input_names
+    sample = {name: torch.from_numpy(values[:1])
+              for name, values in validation_inputs(loaded.tokenizer, names, run.seq_len).items()}
+    command = (f"to_edge_transform_and_lower(torch.export.export(AutoModelForQuestionAnswering.from_pretrained("
+               f"'{run.checkpoint}').eval(), (), {{{', '.join(names)}: [1, {run.seq_len}]}}), "
+               "partitioner=[XnnpackPartitioner()]).to_executorch()")
+    with atomic_dir(folder, force=True) as tmp:
+        try:
+            with torch.no_grad():
+                program = torch.export.export(loaded.model.eval(), (), sample)
+            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+        except Exception as err:  # the recipe failing on this model is its finding, not our crash
+            raise RouteFailed(f"failed: executorch: {first_line(err)}") from None
+        (tmp / "model.pte").write_bytes(lowered.buffer)
+        loaded.tokenizer.save_pretrained(str(tmp))
+        describe_peer(run, tmp, "executorch", "fp32", "model.pte", peer_route("executorch", run, command), names)
+    return command
+
+
 def peer_route(package: str, run: PeerRun, command: str) -> dict:
     """The manifest's "route": the tool and its version, and the command that made the artifact."""
     version = package_version(package, run)
@@ -186,7 +216,8 @@ def run_tool(command: list[str]) -> None:
         raise RouteFailed(f"failed: {Path(command[0]).name} exited {done.returncode}: {tail[:300]}")
 
 
-def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artifact: str, route: dict) -> dict:
+def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artifact: str, route: dict,
+                  input_names: list[str] | None = None) -> dict:
     """manifest.json for a peer's artifact folder, so bench opens it like ours; validated like ours against the
     unmodified transformers model in the format's runtime (recorded, never refused: a peer's numbers are findings)."""
     from pocketbert.export.task import exportable_qa
@@ -196,7 +227,7 @@ def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artif
         raise RouteFailed(f"failed: the tool wrote no {artifact} (found {sorted(p.name for p in folder.iterdir())})")
     exporter = get_format(format)
     loaded = original_model(run.checkpoint)
-    names = artifact_input_names(format, path)
+    names = list(input_names or artifact_input_names(format, path))  # a .pte declares no input names
     size, sha256 = artifact_digest(path)
     batch = "batch" if exporter.batch_dynamic else 1
     manifest = {
@@ -247,6 +278,9 @@ ROUTES = (
           "onnx-int8-optimum-avx512-vnni", unavailable=optimum_missing),
     Route("tflite", "fp32", "pocketbert", True, our_export("tflite", "fp32"), "tflite-fp32-pocketbert"),
     Route("tflite", "fp32", "litert-torch default", False, litert_torch_default, "tflite-fp32-litert-torch"),
+    Route("executorch", "fp32", "pocketbert", True, our_export("executorch", "fp32"), "executorch-fp32-pocketbert"),
+    Route("executorch", "fp32", "executorch documented XNNPACK recipe", False, executorch_documented_xnnpack,
+          "executorch-fp32-documented"),
     Route("executorch", "fp32", "optimum-executorch --recipe xnnpack", False, None, "executorch-fp32-optimum",
           unavailable=optimum_executorch_unavailable),
 )

@@ -66,3 +66,15 @@ def test_peers_on_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pocketbert: error: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_executorch_documented_recipe_on_the_unmodified_model(tiny_distilbert_qa, tmp_path):
+    from pocketbert.bench.peer_routes import PeerRun, executorch_documented_xnnpack
+    from pocketbert.manifest import read_manifest
+
+    folder = tmp_path / "executorch-fp32-documented"
+    command = executorch_documented_xnnpack(PeerRun(str(tiny_distilbert_qa), 32, tmp_path), folder)
+    manifest = read_manifest(folder)
+    assert "XnnpackPartitioner" in command and manifest["route"]["tool"].startswith("executorch ")
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["validation"]["ran"] and manifest["validation"]["max_abs_diff"] < 1e-4
