@@ -27,8 +27,14 @@ MODEL_FILE_IDENTIFIER = b"TFL3"
 MIN_PARSER_VERSION = "1.1.0"
 # The only sequence length BertQuestionAnswerer feeds (its kMaxSeqLen); it also lower-cases every text.
 TASK_LIBRARY_SEQ_LEN = 384
-# Precisions whose files compute with int8 weights inside FULLY_CONNECTED (ai-edge-quantizer's dynamic recipe).
-DYNAMIC_RANGE_PRECISIONS = ("int8",)
+# Precisions whose files the library's runtime (tflite-support 0.4.4) cannot run, measured on the demo's student:
+# int8 and int8-static files load but every answer list comes back empty, while fp32, fp16 and weight-only int8
+# (explicit DEQUANTIZE ops, float compute) files answer; 4-bit weights stop it from building the model at all.
+TASK_LIBRARY_REFUSED_PRECISIONS = {
+    "int8": "its runtime computes dynamic-range int8 (hybrid FULLY_CONNECTED) wrongly and answers nothing",
+    "int8-static": "its runtime answers nothing with full-integer int8 files (every answer list empty)",
+    "int4": "its runtime cannot build a model with 4-bit weights",
+}
 # Our tensor names -> the names BertQuestionAnswerer looks up in the metadata.
 TASK_LIBRARY_NAMES = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segment_ids",
                       "start_logits": "start_logits", "end_logits": "end_logits"}
@@ -61,11 +67,8 @@ def metadata_blockers(folder: Path) -> list[str]:
 def runtime_blockers(folder: Path, precision: str, seq_lens: tuple[int, ...], op_versions: dict[str, int]) -> list[str]:
     """Why BertQuestionAnswerer would not run a file with correct metadata (empty: it would)."""
     blockers = []
-    if precision in DYNAMIC_RANGE_PRECISIONS:
-        # Measured with tflite-support 0.4.4: the file loads but every answer list comes back empty, while fp32,
-        # fp16 and weight-only int8 (explicit DEQUANTIZE ops, float compute) files answer.
-        blockers.append("its runtime computes dynamic-range int8 (hybrid FULLY_CONNECTED) wrongly and answers "
-                        "nothing; export --precision fp16 or fp32 for it")
+    if precision in TASK_LIBRARY_REFUSED_PRECISIONS:
+        blockers.append(f"{TASK_LIBRARY_REFUSED_PRECISIONS[precision]}; export --precision fp16 or fp32 for it")
     if TASK_LIBRARY_SEQ_LEN not in seq_lens:
         blockers.append(f"it feeds exactly {TASK_LIBRARY_SEQ_LEN} tokens; add --seq-len {TASK_LIBRARY_SEQ_LEN}")
     if not ((_read_json(folder / "tokenizer.json").get("normalizer") or {}).get("lowercase", False)):

@@ -1,5 +1,7 @@
 """TFLite / LiteRT: each fixed length is a named signature ("seq128", ...) of one .tflite file whose weights are
-stored once (litert-torch); fp16 weights and dynamic-range int8 are ai-edge-quantizer recipes applied after.
+stored once (litert-torch); fp16 weights, dynamic-range int8, full-integer int8 (int8-static: int8 weights and
+activations, calibrated on real QA windows at each signature's own length) and 4-bit weights (int4) are
+ai-edge-quantizer recipes applied after.
 
 Fixed lengths only: litert-torch cannot lower a symbolic sequence dim, and a converted graph does not resize.
 
@@ -10,6 +12,7 @@ WordPiece vocab packed in (export/tflite_metadata.py). The manifest's graph.task
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from torch import nn
 from pocketbert.errors import PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import OUTPUT_NAMES, QAModule
+from pocketbert.export.task import MASK_VALUE, OUTPUT_NAMES, QAModule
 from pocketbert.export.tflite_metadata import TASK_LIBRARY_SEQ_LEN, add_qa_metadata, metadata_blockers, runtime_blockers
 from pocketbert.fsutil import raise_if_interrupted
 
@@ -30,7 +33,11 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 SIGNATURE_PREFIX = "seq"
 # Precision -> ai-edge-quantizer recipe. litert-torch's own PT2E int8 converts but fails at run time
 # (embedding_lookup zero_point != 0), so quantization runs on the converted flatbuffer instead.
-QUANTIZATION_RECIPES = {"fp32": None, "fp16": "weight_only_fp16", "int8": "dynamic_wi8_afp32"}
+QUANTIZATION_RECIPES = {"fp32": None, "fp16": "weight_only_fp16", "int8": "dynamic_wi8_afp32",
+                        "int8-static": "static_wi8_ai8", "int4": "dynamic_wi4b32_afp32"}
+# int4: blocks of 32 weights along the input, the LiteRT interpreter's (XNNPACK's) blockwise 4-bit kernels for
+# FULLY_CONNECTED and EMBEDDING_LOOKUP; same blocks as the ONNX and ExecuTorch int4 artifacts.
+INT4_BLOCK_SIZE = 32
 
 
 def signature_name(length: int) -> str:
@@ -62,35 +69,85 @@ def quantization_recipe(precision: str) -> list | None:
     aeq = require_module("ai_edge_quantizer", "ai-edge-quantizer")
     if name == "dynamic_wi8_afp32":
         return aeq.recipe.dynamic_wi8_afp32()
+    operation = aeq.qtyping.TFLOperationName
+    manager = aeq.recipe_manager.RecipeManager()
+    if name == "dynamic_wi4b32_afp32":
+        # Weights of every FULLY_CONNECTED and EMBEDDING_LOOKUP to 4 bits; activations stay fp32 between ops and are
+        # quantized to int8 on the fly inside each FULLY_CONNECTED.
+        manager.add_dynamic_config(regex=".*", operation_name=operation.ALL_SUPPORTED, num_bits=4,
+                                   granularity=aeq.qtyping.QuantGranularity.BLOCKWISE_32)
+        return manager.get_quantization_recipe()
+    if name == "static_wi8_ai8":
+        manager.add_static_config(regex=".*", operation_name=operation.ALL_SUPPORTED, activation_num_bits=8,
+                                  weight_num_bits=8)
+        # A second scope (a rule for all ops in the same scope would replace the one above; later scopes win):
+        # the static recipe leaves the embedding tables fp32, so they become int8 tables whose lookup returns the
+        # rows as float, quantized to int8 right after (a gather does no arithmetic); and the logits leave through
+        # a DEQUANTIZE, so every app and runtime reads float logits as from the other precisions.
+        manager.add_dynamic_config(regex=".*$", operation_name=operation.EMBEDDING_LOOKUP, num_bits=8)
+        manager.add_quantization_config(regex=".*$", operation_name=operation.OUTPUT,
+                                        algorithm_key=aeq.algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        return manager.get_quantization_recipe()
     # fp16 weights: FLOAT_CASTING weight-only stores FULLY_CONNECTED / EMBEDDING_LOOKUP weights as fp16 with an
     # explicit DEQUANTIZE in front, so compute stays fp32 and every TFLite runtime can run it.
-    manager = aeq.recipe_manager.RecipeManager()
     manager.add_weight_only_config(regex=".*", operation_name=aeq.qtyping.TFLOperationName.ALL_SUPPORTED,
                                    num_bits=16, algorithm_key=aeq.algorithm_manager.AlgorithmName.FLOAT_CASTING)
     return manager.get_quantization_recipe()
 
 
-def operator_inventory(model: bytes) -> tuple[Counter, list[str], dict[str, int]]:
-    """(builtin op name -> count over all signatures, sorted custom op names, builtin op name -> highest version)
-    read from the flatbuffer itself."""
+def _operators(model: bytes):
+    """(subgraph, operator, builtin op name or None for a custom op, its operator code) for every operator of every
+    signature, read from the flatbuffer itself."""
     schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
     builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     flat = schema.Model.GetRootAsModel(model, 0)
     codes = [flat.OperatorCodes(i) for i in range(flat.OperatorCodesLength())]
-    histogram, custom, versions = Counter(), set(), {}
     for s in range(flat.SubgraphsLength()):
         subgraph = flat.Subgraphs(s)
         for o in range(subgraph.OperatorsLength()):
-            code = codes[subgraph.Operators(o).OpcodeIndex()]
+            operator = subgraph.Operators(o)
+            code = codes[operator.OpcodeIndex()]
             # Builtin codes above 127 live in BuiltinCode(); older files only fill DeprecatedBuiltinCode().
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            if builtin == schema.BuiltinOperator.CUSTOM:
-                custom.add((code.CustomCode() or b"?").decode())
-            else:
-                name = builtin_names.get(builtin, str(builtin))
-                histogram[name] += 1
-                versions[name] = max(versions.get(name, 0), code.Version())
+            name = None if builtin == schema.BuiltinOperator.CUSTOM else builtin_names.get(builtin, str(builtin))
+            yield subgraph, operator, name, code
+
+
+def operator_inventory(model: bytes) -> tuple[Counter, list[str], dict[str, int]]:
+    """(builtin op name -> count over all signatures, sorted custom op names, builtin op name -> highest version)."""
+    histogram, custom, versions = Counter(), set(), {}
+    for _, _, name, code in _operators(model):
+        if name is None:
+            custom.add((code.CustomCode() or b"?").decode())
+        else:
+            histogram[name] += 1
+            versions[name] = max(versions.get(name, 0), code.Version())
     return histogram, sorted(custom), versions
+
+
+def operator_dtypes(model: bytes) -> Counter:
+    """(op name, its input tensor types, its output tensor types) -> count over all signatures, e.g.
+    ("FULLY_CONNECTED", ("INT8", "INT8"), ("INT8",)): which ops compute in which types after quantization."""
+    schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
+    type_names = {code: name for name, code in vars(schema.TensorType).items() if not name.startswith("_")}
+    found = Counter()
+    for subgraph, operator, name, _ in _operators(model):
+        def types(indices, count):
+            return tuple(type_names[subgraph.Tensors(indices(i)).Type()] for i in range(count) if indices(i) >= 0)
+
+        found[name or "CUSTOM", types(operator.Inputs, operator.InputsLength()),
+              types(operator.Outputs, operator.OutputsLength())] += 1
+    return found
+
+
+def int8_op_split(dtypes: Counter) -> tuple[dict, dict]:
+    """Op counts (all signatures) of the ops that take int8 values in and give int8 out (INT32 inputs are indices
+    and shapes), and of all others: float ops, the int8 <-> float conversions, shape arithmetic, lookups."""
+    int8_ops, other_ops = Counter(), Counter()
+    for (name, inputs, outputs), count in dtypes.items():
+        int8 = "INT8" in inputs and set(inputs) <= {"INT8", "INT32"} and set(outputs) == {"INT8"}
+        (int8_ops if int8 else other_ops)[name] += count
+    return dict(int8_ops.most_common()), dict(other_ops.most_common())
 
 
 def subgraph_io(model: bytes, index: int = 0) -> tuple[list[str], list[str]]:
@@ -109,6 +166,92 @@ def subgraph_io(model: bytes, index: int = 0) -> tuple[list[str], list[str]]:
             ordered(subgraph.Outputs, subgraph.OutputsLength(), signature.Outputs, signature.OutputsLength()))
 
 
+def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
+    """Give each SOFTMAX input that is an ADD of attention scores and the additive mask the range of the scores alone;
+    returns the tensors changed.
+
+    Calibrated as they are, the -10000 of padded positions stretch that range to about [-10000, 100], one int8 step
+    of ~40: every real score would round to the same few values. With the scores' own range, padded positions
+    saturate at its minimum, which is far enough below each row's maximum for softmax to give them weight 0."""
+    subgraphs = {}
+    for subgraph, operator, name, _ in _operators(model):
+        subgraphs.setdefault(id(subgraph), (subgraph, []))[1].append((operator, name))
+    def tensor_name(subgraph, index: int) -> str:
+        return subgraph.Tensors(index).Name().decode()
+
+    changed = []
+    for subgraph, operators in subgraphs.values():
+        producers = {operator.Outputs(0): (operator, name) for operator, name in operators if operator.OutputsLength()}
+        for operator, name in operators:
+            add, producer = producers.get(operator.Inputs(0), (None, None))
+            if name != "SOFTMAX" or producer != "ADD":
+                continue
+            masked = tensor_name(subgraph, operator.Inputs(0))
+            summands = [ranges.get(tensor_name(subgraph, add.Inputs(i))) for i in range(add.InputsLength())]
+            if masked not in ranges or not all(summand and "min" in summand for summand in summands):
+                continue
+            # The mask reaches MASK_VALUE (where the calibration windows had padding); the scores do not.
+            scores = [summand for summand in summands if float(np.min(summand["min"])) > MASK_VALUE / 2]
+            if len(scores) == 1 and len(summands) == 2:
+                ranges[masked] = {**ranges[masked], "min": scores[0]["min"]}
+                changed.append(masked)
+    return changed
+
+
+def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> dict[str, tuple[list, dict]]:
+    """Signature name -> (its calibration feeds, one {input: int32 [1, length]} per window; the manifest's record of
+    them): real QA windows at each signature's own length, since padding and truncation differ between lengths."""
+    from pocketbert.export.calibration import calibration_windows
+    from pocketbert.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(folder)  # the export writes the tokenizer into the folder first
+    sets = {}
+    for length in options.seq_lens:
+        calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
+        windows = calibration.windows
+        # Architectures without segment embeddings accept token_type_ids and ignore it: zeros, as the tokenizer's.
+        zeros = np.zeros_like(windows["input_ids"])
+        feeds = [{name: windows.get(name, zeros)[i:i + 1].astype(np.int32) for name in INPUT_NAMES}
+                 for i in range(len(zeros))]
+        sets[signature_name(length)] = (feeds, calibration.facts)
+    return sets
+
+
+def quantization_facts(precision: str, model: bytes, calibration: dict | None, unmasked: list[str]) -> dict:
+    """The manifest's record of what int8-static and int4 quantized, read back from the quantized file."""
+    if precision == "int8-static":
+        int8_ops, other_ops = int8_op_split(operator_dtypes(model))
+        return {
+            "weights": "int8 symmetric, per output channel; embedding tables int8 per row",
+            "activations": "int8 per tensor, asymmetric, ranges from calibration",
+            "calibration_method": "MinMax (ai-edge-quantizer min_max_uniform_quantize: the smallest and largest value "
+                                  "each tensor took over the calibration windows)",
+            "calibration": {name: facts for name, (_, facts) in calibration.items()},
+            "softmax_inputs_with_the_scores_range": len(unmasked),
+            "softmax_inputs_means": "attention scores + additive mask: quantized over the scores' own range (padded "
+                                    "positions saturate at its minimum, weight 0 after softmax), not the mask's -10000",
+            "outputs": "float32 logits through a DEQUANTIZE of the int8 result",
+            "int8_ops": int8_ops,
+            "int8_ops_means": "int8 values in (INT32 inputs are indices and shapes) and int8 out; counts over all "
+                              "signatures",
+            "other_ops": other_ops,
+        }
+    if precision == "int4":
+        weights = Counter()
+        for (name, inputs, _), count in operator_dtypes(model).items():
+            if name in ("FULLY_CONNECTED", "EMBEDDING_LOOKUP"):
+                weights[f"{name} {'int4' if 'INT4' in inputs else 'float'}"] += count
+        return {
+            "weights": f"int4 symmetric, blocks of {INT4_BLOCK_SIZE} along the input, fp scales; every linear layer "
+                       "and embedding table",
+            "block_size": INT4_BLOCK_SIZE,
+            "activations": "fp32 between ops; int8 on the fly inside each FULLY_CONNECTED (dynamic range)",
+            "weight_ops": dict(sorted(weights.items())),
+            "weight_ops_means": "ops with constant weights by the type of those weights; counts over all signatures",
+        }
+    return {}
+
+
 def signature_order(seq_lens: tuple[int, ...]) -> list[int]:
     """The Task Library's length first (it runs subgraph 0), then the others ascending."""
     return sorted(seq_lens, key=lambda n: (n != TASK_LIBRARY_SEQ_LEN, n))
@@ -119,7 +262,8 @@ class TfliteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
     runtime, runtime_module, runtime_package = "litert", "ai_edge_litert.interpreter", "ai-edge-litert"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "int8", "int8-static", "int4")
+    calibrated_precisions = ("int8-static",)
     input_dtype = "int32"
     supports_dynamic_length = False
 
@@ -128,6 +272,9 @@ class TfliteExporter(Exporter):
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
         litert_torch = require_module("litert_torch", "litert-torch")
+        calibration = None
+        if options.precision in self.calibrated_precisions:  # first: a file that is not SQuAD JSON fails in seconds
+            calibration = calibration_sets(module, options, path.parent)
         converter = litert_torch.Converter()
         wrapped = NamedOutputs(module).eval()
         for length in signature_order(options.seq_lens):
@@ -143,11 +290,20 @@ class TfliteExporter(Exporter):
         raise_if_interrupted()  # Ctrl-C inside the converter's jax callbacks can be swallowed there
 
         recipe = quantization_recipe(options.precision)
+        unmasked = []
         if recipe is not None:
             aeq = require_module("ai_edge_quantizer", "ai-edge-quantizer")
+            quantizer = aeq.quantizer.Quantizer(model, recipe)
+            ranges = None
+            if calibration is not None:
+                ranges = quantizer.calibrate({name: feeds for name, (feeds, _) in calibration.items()},
+                                             num_threads=os.cpu_count() or 1)
+                unmasked = unmasked_softmax_ranges(model, ranges)
             # Weights are shared by all signatures, so each is quantized once per signature to the same values:
             # that is what the quantizer's "overriding other previously quantized data" warnings report.
-            model = bytes(aeq.quantizer.Quantizer(model, recipe).quantize().quantized_model)
+            # An all-zero block or row (a padding token's embedding) divides 0 by its 0 scale; it dequantizes to 0.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                model = bytes(quantizer.quantize(ranges).quantized_model)
 
         histogram, custom_ops, op_versions = operator_inventory(model)
         if custom_ops:
@@ -172,7 +328,8 @@ class TfliteExporter(Exporter):
             "custom_ops": [],
             "quantization": None if recipe is None else {"tool": "ai-edge-quantizer",
                                                          "recipe": QUANTIZATION_RECIPES[options.precision],
-                                                         "rules": recipe},
+                                                         "rules": recipe,
+                                                         **quantization_facts(options.precision, model, calibration, unmasked)},
         }
 
     @staticmethod
