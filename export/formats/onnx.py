@@ -31,8 +31,8 @@ INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 CALIBRATION_STRIDE = 8  # int8-static: at most this many calibration windows run before their ranges are folded in
 # ONNX Runtime's graph optimisations our runner turns off. SkipLayerNormFusion merges each residual Add into the
-# LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (README,
-# "Peer routes"). Recorded in the manifest for apps to copy.
+# LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (a trial,
+# 2026-12-01). Recorded in the manifest for apps to copy.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
