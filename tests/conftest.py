@@ -171,3 +171,29 @@ def tiny_checkpoints(tmp_path_factory):
         return built[architecture]
 
     return get
+
+
+# A user's own calibration questions: not the validation pairs (export/task.py), since calibrating on them would flatter
+# the comparison.
+OWN_CALIBRATION = {"version": "1.1", "data": [{"title": "harbour", "paragraphs": [
+    {"context": "The harbour authority opened a second container terminal in May, doubling the port's capacity to "
+                "two million containers a year. Its director, Ana Ruiz, said traffic from Asia had grown fastest.",
+     "qas": [{"id": "h1", "question": "Who directs the harbour authority?",
+              "answers": [{"text": "Ana Ruiz", "answer_start": 120}]},
+             {"id": "h2", "question": "When did the second terminal open?",
+              "answers": [{"text": "May", "answer_start": 63}]},
+             {"id": "h3", "question": "How many containers can the port handle a year?",
+              "answers": [{"text": "two million", "answer_start": 103}]}]}]}]}
+
+
+def export_with_own_calibration(checkpoint: Path, format_name: str, length: int, folder: Path) -> tuple[dict, Path]:
+    """`pocketbert export CHECKPOINT --format F --precision int8-static --calibration FILE` from the command line;
+    returns the manifest and the calibration file."""
+    from pocketbert.cli import main
+    from pocketbert.manifest import read_manifest
+
+    squad = folder / "calibration.json"
+    squad.write_text(json.dumps(OWN_CALIBRATION))
+    assert main(["export", str(checkpoint), "--format", format_name, "--precision", "int8-static",
+                 "--calibration", str(squad), "--seq-len", str(length), "--out", str(folder / "own")]) == 0
+    return read_manifest(folder / "own"), squad

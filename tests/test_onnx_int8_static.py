@@ -15,17 +15,7 @@ from pocketbert.export.task import validation_inputs
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
 
-# Not the validation pairs (export/task.py): calibrating on them would flatter the comparison.
-OWN_CALIBRATION = {"version": "1.1", "data": [{"title": "harbour", "paragraphs": [
-    {"context": "The harbour authority opened a second container terminal in May, doubling the port's capacity to "
-                "two million containers a year. Its director, Ana Ruiz, said traffic from Asia had grown fastest.",
-     "qas": [{"id": "h1", "question": "Who directs the harbour authority?",
-              "answers": [{"text": "Ana Ruiz", "answer_start": 120}]},
-             {"id": "h2", "question": "When did the second terminal open?",
-              "answers": [{"text": "May", "answer_start": 63}]},
-             {"id": "h3", "question": "How many containers can the port handle a year?",
-              "answers": [{"text": "two million", "answer_start": 103}]}]}]}]}
-
+from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 @pytest.fixture(scope="module")
 def onnx_int8_static(tiny_distilbert_qa, tmp_path_factory):
@@ -65,13 +55,8 @@ def test_int8_static_runs_in_onnx_runtime_with_any_batch_and_length(onnx_int8_st
     assert start.shape == end.shape == inputs["input_ids"].shape and np.isfinite(start).all()
 
 
-def test_own_calibration_file_from_the_command_line(tiny_distilbert_qa, tmp_path, capsys):
-    squad = tmp_path / "calibration.json"
-    squad.write_text(json.dumps(OWN_CALIBRATION))
-    out = tmp_path / "own"
-    assert main(["export", str(tiny_distilbert_qa), "--format", "onnx", "--precision", "int8-static",
-                 "--calibration", str(squad), "--seq-len", "32", "--out", str(out)]) == 0
-    manifest = read_manifest(out)
+def test_own_calibration_file_from_the_command_line(tiny_distilbert_qa, tmp_path):
+    manifest, squad = export_with_own_calibration(tiny_distilbert_qa, "onnx", 32, tmp_path)
     calibration = manifest["graph"]["quantization"]["calibration"]
     assert calibration["source"] == str(squad.resolve()) and calibration["questions"] == 3
     assert manifest["options"]["calibration"] == str(squad.resolve())

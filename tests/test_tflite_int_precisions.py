@@ -12,7 +12,7 @@ from pocketbert.cli import main
 from pocketbert.export.api import export_model
 from pocketbert.export.calibration import CALIBRATION_QUESTIONS, GENERATED_SOURCE
 from pocketbert.manifest import read_manifest
-from test_onnx_int8_static import OWN_CALIBRATION
+from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
@@ -99,12 +99,7 @@ def test_manifest_says_the_task_library_cannot_run_them(exports, precision, why)
 
 
 def test_own_calibration_file_from_the_command_line(tiny_distilbert_qa, tmp_path):
-    squad = tmp_path / "calibration.json"
-    squad.write_text(json.dumps(OWN_CALIBRATION))
-    out = tmp_path / "own"
-    assert main(["export", str(tiny_distilbert_qa), "--format", "tflite", "--precision", "int8-static",
-                 "--calibration", str(squad), "--seq-len", "96", "--out", str(out)]) == 0
-    manifest = read_manifest(out)
+    manifest, squad = export_with_own_calibration(tiny_distilbert_qa, "tflite", 96, tmp_path)
     quantization = manifest["graph"]["quantization"]
     calibration = quantization["calibration"]["seq96"]
     assert calibration["source"] == str(squad.resolve()) and calibration["questions"] == 3
