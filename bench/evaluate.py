@@ -196,7 +196,7 @@ def plot_accuracy_size(entries: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for e in scored:
         ax.scatter(e["file_bytes"] / 1e6, e["f1"])
-        ax.annotate(f"{e['runtime']} {e['precision']}", (e["file_bytes"] / 1e6, e["f1"]), fontsize=7)
+        ax.annotate(f"{e['format']} {e['precision']}", (e["file_bytes"] / 1e6, e["f1"]), fontsize=7)
     for f1 in sorted({e["reference"]["f1"] for e in scored if e.get("reference")}):
         ax.axhline(f1, linestyle="--", linewidth=0.8, color="gray")
     ax.set_xscale("log")
