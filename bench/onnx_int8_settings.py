@@ -57,8 +57,8 @@ def compare_int8_settings(artifact: str | Path, data: str | Path, out: str | Pat
     artifact, out = Path(artifact), Path(out)
     manifest = read_manifest(artifact)
     if manifest["format"] != "onnx" or manifest["precision"] != "fp32":
-        raise PocketbertError(f"{artifact} is a {manifest['format']} {manifest['precision']} artifact; pass an ONNX "
-                              "fp32 one (pocketbert export CHECKPOINT --format onnx)")
+        raise PocketbertError(f"{artifact} holds format {manifest['format']}, precision {manifest['precision']}; pass "
+                              "an ONNX fp32 artifact folder (pocketbert export CHECKPOINT --format onnx)")
     if not Path(data).is_file():
         raise PocketbertError(f"data file '{data}' does not exist; pass a SQuAD v1.1 JSON file (e.g. the dev.json "
                               "of `pocketbert data make-qa`)")

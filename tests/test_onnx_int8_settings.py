@@ -40,7 +40,7 @@ def test_every_setting_is_quantized_timed_and_scored(onnx_fp32, tmp_path):
 def test_refuses_an_artifact_that_is_not_onnx_fp32(tiny_distilbert_qa, tmp_path):
     int8 = tmp_path / "onnx-int8"
     export_model(str(tiny_distilbert_qa), "onnx", int8, precision="int8", seq_lens=(32,))
-    with pytest.raises(PocketbertError, match="pass an ONNX fp32 one"):
+    with pytest.raises(PocketbertError, match="pass an ONNX fp32 artifact folder"):
         compare_int8_settings(int8, tmp_path / "dev.json", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
