@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketbert.export.task import window_for
-from pocketbert.qa import load_squad, prepare_features
+from pocketbert.export.task import first_windows
+from pocketbert.qa import load_squad
 
 CALIBRATION_QUESTIONS = 128
 CALIBRATION_SEED = 0
@@ -38,21 +38,25 @@ def calibration_windows(tokenizer, input_names, length: int, source: str | Path 
         examples = load_squad(source)
         described = str(Path(source).resolve())
     chosen = random.Random(CALIBRATION_SEED).sample(examples, min(questions, len(examples)))
-    features = prepare_features(tokenizer, chosen, window_for(length))
-    first_window = np.unique(features["example_index"], return_index=True)[1]
-    windows = {name: features[name][first_window] for name in input_names}
+    windows = first_windows(tokenizer, chosen, input_names, length)
     facts = {"source": described, "questions_available": len(examples), "questions": len(chosen),
-             "windows": len(first_window), "window_length": length,
+             "windows": len(windows["attention_mask"]), "window_length": length,
              "sample": f"seeded random sample (seed {CALIBRATION_SEED}), the first window of each question, padded",
              "real_tokens": int(windows["attention_mask"].sum())}
     return Calibration(windows, facts)
 
 
-@functools.lru_cache(maxsize=2)
 def generated_examples(split: str) -> list:
-    """The generated BBC questions of one split (generated once per process: a few seconds)."""
+    """The generated BBC questions of one split."""
+    return generated_splits()[split]
+
+
+@functools.lru_cache(maxsize=1)
+def generated_splits() -> dict[str, list]:
+    """Both splits of the generated BBC questions, generated once per process (a few seconds): an int8-static
+    export calibrates on the train split and then checks its answers on the dev split."""
     from pocketbert.data.make_qa import make_qa_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         make_qa_dataset(Path(tmp) / "qa", seed=CALIBRATION_SEED)
-        return load_squad(Path(tmp) / "qa" / f"{split}.json")
+        return {split: load_squad(Path(tmp) / "qa" / f"{split}.json") for split in ("train", "dev")}

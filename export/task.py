@@ -136,11 +136,16 @@ def window_for(length: int) -> QAWindow:
     return QAWindow(length, doc_stride=max(1, min(128, length // 4)), max_query_len=max(1, length // 3)).clamped()
 
 
-def validation_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
-    """Tokenised validation pairs padded to `length`: a [batch, length] int64 array per input name."""
-    features = prepare_features(tokenizer, VALIDATION_EXAMPLES, window_for(length))
+def first_windows(tokenizer, examples, input_names, length: int) -> dict[str, np.ndarray]:
+    """The first `length`-token window of each example, padded: a [examples, length] int64 array per input name."""
+    features = prepare_features(tokenizer, examples, window_for(length))
     first_window = np.unique(features["example_index"], return_index=True)[1]
     return {name: features[name][first_window] for name in input_names}
+
+
+def validation_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
+    """Tokenised validation pairs padded to `length`: a [batch, length] int64 array per input name."""
+    return first_windows(tokenizer, VALIDATION_EXAMPLES, input_names, length)
 
 
 def torch_reference(module: QAModule, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
