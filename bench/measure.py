@@ -390,25 +390,29 @@ def write_results(out: Path, records: list[dict], settings: BenchSettings, basel
 
 def _interleaved(group, mode, length, warmup, runs, runners, tokenizers, progress) -> dict:
     """Milliseconds per call for each target, calling them in turn A B A B ...; a failure becomes its reason."""
-    calls, samples = {}, {}
-    for t in group:
-        calls[t.label] = timed_call(runners[t.label], tokenizers[t.label], mode, length)
-        samples[t.label] = []
+    calls = {t.label: timed_call(runners[t.label], tokenizers[t.label], mode, length) for t in group}
+    return interleave(calls, warmup, runs, progress)
+
+
+def interleave(calls: dict, warmup: int, runs: int, progress) -> dict[str, list[float] | str]:
+    """Milliseconds of each named no-argument call over `runs` rounds after `warmup`, the calls made in turn
+    A B A B ... so that drift hits all alike; a call that raises stops there and its samples become the reason."""
+    samples = {name: [] for name in calls}
     for i in range(warmup + runs):
-        for t in group:
-            if isinstance(samples[t.label], str):
+        for name, call in calls.items():
+            if isinstance(samples[name], str):
                 progress.update()
                 continue
             start = time.perf_counter()
             try:
-                calls[t.label]()
+                call()
             except Exception as err:  # a runtime failing at one length must not sink the whole run
-                samples[t.label] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
+                samples[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
                 progress.update()
                 continue
             elapsed = 1000 * (time.perf_counter() - start)
             if i >= warmup:
-                samples[t.label].append(elapsed)
+                samples[name].append(elapsed)
             progress.update()
     return samples
 

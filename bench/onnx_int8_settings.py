@@ -9,15 +9,16 @@ u8 x s8 dot product), so run it on yours: `pocketbert bench onnx-int8-settings A
 """
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from pocketbert.bench.measure import interleave
 from pocketbert.errors import PocketbertError, require_module
 from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.formats.onnx import OnnxExporter, quantize_static_int8
@@ -107,17 +108,13 @@ def answer_agreement(runners: dict, windows: dict[str, np.ndarray]) -> dict[str,
 
 
 def interleaved_latency(runners: dict, feed: dict[str, np.ndarray], runs: int, warmup: int) -> dict[str, float]:
-    """Trimmed-mean ms of one window per file, files run in turn (order reversed every round) so drift hits all."""
-    samples = {name: [] for name in runners}
-    order = list(runners)
-    for _ in range(warmup):
-        for name in order:
-            runners[name](feed)
-    for round_index in tqdm(range(runs), desc="time", unit="round"):
-        for name in order if round_index % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            runners[name](feed)
-            samples[name].append((time.perf_counter() - start) * 1e3)
+    """Trimmed-mean ms of one window per file, the files run in turn (bench's interleaving) so drift hits all."""
+    calls = {name: functools.partial(runner, feed) for name, runner in runners.items()}
+    with tqdm(total=(warmup + runs) * len(calls), desc="time", unit="call") as progress:
+        samples = interleave(calls, warmup, runs, progress)
+    failed = {name: reason for name, reason in samples.items() if isinstance(reason, str)}
+    if failed:
+        raise PocketbertError(f"ONNX Runtime failed to run {', '.join(failed)}: {next(iter(failed.values()))}")
     return {name: trimmed_mean(times) for name, times in samples.items()}
 
 

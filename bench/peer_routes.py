@@ -132,15 +132,10 @@ def litert_torch_default(run: PeerRun, folder: Path) -> str:
     length. The signature is named for the length (`convert(...)` is `signature("serving_default", ...).convert()`),
     so that bench's LiteRT runner finds it; the conversion is the same."""
     import litert_torch
-    import torch
 
     from pocketbert.export.formats.tflite import signature_name
-    from pocketbert.export.task import exportable_qa, validation_inputs
 
-    loaded = original_model(run.checkpoint)
-    names = exportable_qa(loaded.model).input_names  # what the tokenizer hands the model
-    sample = {name: torch.from_numpy(values[:1])
-              for name, values in validation_inputs(loaded.tokenizer, names, run.seq_len).items()}
+    loaded, names, sample = original_model_and_sample(run)
     signature = signature_name(run.seq_len)
     command = (f"litert_torch.signature('{signature}', AutoModelForQuestionAnswering.from_pretrained('{run.checkpoint}')"
                f".eval(), sample_kwargs={{{', '.join(names)}: a tokenised question and context padded to "
@@ -164,12 +159,7 @@ def executorch_documented_xnnpack(run: PeerRun, folder: Path) -> str:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from pocketbert.export.task import exportable_qa, validation_inputs
-
-    loaded = original_model(run.checkpoint)
-    names = exportable_qa(loaded.model).input_names
-    sample = {name: torch.from_numpy(values[:1])
-              for name, values in validation_inputs(loaded.tokenizer, names, run.seq_len).items()}
+    loaded, names, sample = original_model_and_sample(run)
     command = (f"to_edge_transform_and_lower(torch.export.export(AutoModelForQuestionAnswering.from_pretrained("
                f"'{run.checkpoint}').eval(), (), {{{', '.join(names)}: [1, {run.seq_len}]}}), "
                "partitioner=[XnnpackPartitioner()]).to_executorch()")
@@ -184,6 +174,20 @@ def executorch_documented_xnnpack(run: PeerRun, folder: Path) -> str:
         loaded.tokenizer.save_pretrained(str(tmp))
         describe_peer(run, tmp, "executorch", "fp32", "model.pte", peer_route("executorch", run, command), names)
     return command
+
+
+def original_model_and_sample(run: PeerRun):
+    """The unmodified model, the inputs the tokenizer hands it, and one tokenised question and context padded to
+    the bench length: what the peers' converters trace."""
+    import torch
+
+    from pocketbert.export.task import exportable_qa, validation_inputs
+
+    loaded = original_model(run.checkpoint)
+    names = exportable_qa(loaded.model).input_names
+    sample = {name: torch.from_numpy(values[:1])
+              for name, values in validation_inputs(loaded.tokenizer, names, run.seq_len).items()}
+    return loaded, names, sample
 
 
 def peer_route(package: str, run: PeerRun, command: str) -> dict:
