@@ -134,8 +134,8 @@ STATIC_INT8_OPS = ("MatMul", "Mul", "Gather")
 
 def quantize_static_int8(fp32_path: Path, path: Path, calibration) -> dict:
     """Weights and activations to int8 as QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op),
-    activation ranges from the calibration windows by MinMax; returns the manifest's record, with which ops run
-    int8 in and out and which do not."""
+    activation ranges from the calibration windows by MinMax; returns the manifest's record, with which ops take
+    int8 inputs and which do not."""
     quantization = require_module("onnxruntime.quantization", "onnxruntime")
     onnx = require_module("onnx", "onnx")
     prepared = path.with_name("prepared" + path.suffix)
