@@ -3,7 +3,7 @@
 # own runtime on the demo's dev questions beside PyTorch (Core ML through the reference evaluator, on the first 25
 # questions), in the demo's 256-token windows, with the accuracy-against-size plot. Run `make demo` first.
 # Usage: bash bench/precision_accuracy.sh [STUDENT] [DEV_JSON] [OUT]
-#   (defaults runs/demo/student-distilled, runs/demo/data/dev.json, runs/precisions; about 30 minutes on 2 cores)
+#   (defaults runs/demo/student-distilled, runs/demo/data/dev.json, runs/precisions; about 45 minutes on 2 cores)
 set -euo pipefail
 student=${1:-runs/demo/student-distilled}
 dev=${2:-runs/demo/data/dev.json}
@@ -16,9 +16,9 @@ export_once() {  # format precision
     --out "$out/$name"
   artifacts+=("$out/$name")
 }
-for precision in fp32 int8 int8-static int4; do export_once onnx $precision; done
+for precision in fp32 int8 int8-static a16w8 int4; do export_once onnx $precision; done
 for precision in fp32 int8 int4; do export_once executorch $precision; done
-for precision in fp32 int8 int8-static int4; do export_once tflite $precision; done
+for precision in fp32 int8 int8-static a16w8 int4; do export_once tflite $precision; done
 for precision in fp16 int8 int4 palette4; do export_once coreml $precision; done
 "$pb" eval "${artifacts[@]}" --data "$dev" --max-seq-len 256 --doc-stride 128 --stand-in-questions 25 \
   --out "$out/eval"

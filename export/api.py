@@ -22,7 +22,8 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
                  force: bool = False) -> dict:
     """Export `model` (checkpoint dir, hub id or preset) and validate it in its runtime; returns the manifest.
 
-    `calibration`: a SQuAD v1.1 file whose questions calibrate a statically quantized precision (int8-static)."""
+    `calibration`: a SQuAD v1.1 file whose questions calibrate a statically quantized precision (int8-static,
+    a16w8)."""
     exporter = get_format(format)
     if precision not in exporter.precisions:
         raise PocketbertError(f"format {format} has no precision '{precision}'; choose one of {', '.join(exporter.precisions)}")
@@ -154,10 +155,11 @@ def support_table() -> str:
         lines.append(f"| {encoder.display_name} | {encoder.mask} | " + " | ".join(cells) + " |")
     lines += [""] + [f"[{i}] {note}" for i, note in enumerate(notes, 1)] + [
         "", "Every export is compared with the original transformers model in its own runtime; "
-        "tests/test_architectures.py exports each architecture to every format (fp32; Core ML fp16) and to int8 "
-        "for DeBERTa-v2 and ModernBERT (BERT and DistilBERT int8 in the format tests); ExecuTorch int4 for DistilBERT, "
+        "tests/test_architectures.py exports each architecture to every format (fp32; Core ML fp16), to ONNX and TFLite "
+        "a16w8, and to int8 for DeBERTa-v2 and ModernBERT (BERT and DistilBERT int8 in the format tests); ExecuTorch int4 for DistilBERT, "
         "DeBERTa-v2 and ModernBERT in tests/test_executorch_int4.py, ONNX int4 and int8-static for DistilBERT in "
-        "tests/test_export_onnx_int4.py and tests/test_onnx_int8_static.py."]
+        "tests/test_export_onnx_int4.py and tests/test_onnx_int8_static.py, TFLite int8-static and int4 for DistilBERT "
+        "in tests/test_tflite_int_precisions.py, Core ML int4 for DistilBERT in tests/test_coreml_int4.py."]
     return "\n".join(lines).rstrip() + "\n"
 
 

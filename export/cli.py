@@ -11,14 +11,15 @@ def register(sub) -> None:
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
                    help="fp32, fp16, int8; ExecuTorch (XNNPACK), ONNX, TFLite and Core ML also int4; ONNX and TFLite "
-                        "also int8-static (int8 activations, calibrated); Core ML also palette4 / palette6 (default fp32)")
+                        "also int8-static (int8 activations, calibrated) and a16w8 (int8 weights, 16-bit activations, "
+                        "calibrated); Core ML also palette4 / palette6 (default fp32)")
     p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
                    help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default 128 384")
     p.add_argument("--dynamic", action="store_true", help="a sequence-length range up to max_position_embeddings instead")
     p.add_argument("--backend", help="executorch: xnnpack (default) or coreml")
     p.add_argument("--deployment-target", help="coreml: minimum OS, e.g. iOS17 (default), iOS18, macOS14")
     p.add_argument("--calibration", metavar="FILE",
-                   help="int8-static (onnx, tflite): SQuAD v1.1 JSON whose questions calibrate the activation ranges "
+                   help="int8-static, a16w8 (onnx, tflite): SQuAD v1.1 JSON whose questions calibrate the activation ranges "
                         "(default: questions generated from the BBC news that ships with pocketbert)")
     p.add_argument("--out", help="output folder (artifact + manifest.json + tokenizer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")

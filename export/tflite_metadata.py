@@ -29,10 +29,12 @@ MIN_PARSER_VERSION = "1.1.0"
 TASK_LIBRARY_SEQ_LEN = 384
 # Precisions whose files the library's runtime (tflite-support 0.4.4) cannot run, measured on the demo's student:
 # int8 and int8-static files load but every answer list comes back empty, while fp32, fp16 and weight-only int8
-# (explicit DEQUANTIZE ops, float compute) files answer; 4-bit weights stop it from building the model at all.
+# (explicit DEQUANTIZE ops, float compute) files answer; 4-bit weights and int16 activations stop it from building the
+# model at all.
 TASK_LIBRARY_REFUSED_PRECISIONS = {
     "int8": "its runtime computes dynamic-range int8 (hybrid FULLY_CONNECTED) wrongly and answers nothing",
     "int8-static": "its runtime answers nothing with full-integer int8 files (every answer list empty)",
+    "a16w8": "its runtime has no int16 RSQRT (the LayerNorm's) and cannot build the model",
     "int4": "its runtime cannot build a model with 4-bit weights",
 }
 # Our tensor names -> the names BertQuestionAnswerer looks up in the metadata.

@@ -186,14 +186,15 @@ OWN_CALIBRATION = {"version": "1.1", "data": [{"title": "harbour", "paragraphs":
               "answers": [{"text": "two million", "answer_start": 103}]}]}]}]}
 
 
-def export_with_own_calibration(checkpoint: Path, format_name: str, length: int, folder: Path) -> tuple[dict, Path]:
-    """`pocketbert export CHECKPOINT --format F --precision int8-static --calibration FILE` from the command line;
+def export_with_own_calibration(checkpoint: Path, format_name: str, length: int, folder: Path,
+                                precision: str = "int8-static") -> tuple[dict, Path]:
+    """`pocketbert export CHECKPOINT --format F --precision P --calibration FILE` from the command line;
     returns the manifest and the calibration file."""
     from pocketbert.cli import main
     from pocketbert.manifest import read_manifest
 
     squad = folder / "calibration.json"
     squad.write_text(json.dumps(OWN_CALIBRATION))
-    assert main(["export", str(checkpoint), "--format", format_name, "--precision", "int8-static",
+    assert main(["export", str(checkpoint), "--format", format_name, "--precision", precision,
                  "--calibration", str(squad), "--seq-len", str(length), "--out", str(folder / "own")]) == 0
     return read_manifest(folder / "own"), squad

@@ -18,12 +18,14 @@ from pocketbert.export.task import EXPORT_REFUSALS, VALIDATION_EXAMPLES, check_w
 from pocketbert.modeling import ENCODERS, load_qa_model
 
 LENGTHS = (96,)
-# fp32 (fp16 for Core ML, whose fp32 is the same graph) for every architecture; int8 where the architecture
-# brings its own code paths (relative positions, sliding windows): BERT-style int8 is in the format tests.
+# fp32 (fp16 for Core ML, whose fp32 is the same graph) and the full-integer a16w8 (every op calibrated and quantized,
+# so every architecture's own ops meet the quantizers) for every architecture; int8 where the architecture brings its
+# own code paths (relative positions, sliding windows): BERT-style int8 is in the format tests.
 FP32_CELLS = [("onnx", "fp32"), ("tflite", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")]
+A16W8_CELLS = [("onnx", "a16w8"), ("tflite", "a16w8")]
 INT8_CELLS = [(f, "int8") for f in ("onnx", "tflite", "executorch", "coreml")]
 INT8_ARCHITECTURES = ("deberta-v2", "modernbert")
-CASES = [(a, f, p) for a in ARCHITECTURES for f, p in FP32_CELLS] + \
+CASES = [(a, f, p) for a in ARCHITECTURES for f, p in FP32_CELLS + A16W8_CELLS] + \
         [(a, f, p) for a in INT8_ARCHITECTURES for f, p in INT8_CELLS]
 TOKENIZER_FILES = {"wordpiece": {"vocab.txt"}, "bpe": {"vocab.json", "merges.txt"}, "unigram": set()}
 SENTENCEPIECE_FILES = {"xlm-roberta": "sentencepiece.bpe.model", "albert": "spiece.model", "deberta-v2": "spm.model"}

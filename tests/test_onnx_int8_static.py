@@ -33,7 +33,7 @@ def test_int8_static_quantizes_activations_and_agrees_with_the_original_model(on
     assert quantization["calibration_method"] == "MinMax" and quantization["activations"].startswith("int8")
     # Every linear layer and attention product but the 2 feed-forward down projections, whose inputs stay float; the
     # ops that carry the attention mask or lose accuracy in int8 stay float too.
-    assert quantization["int8_ops"]["MatMul"] == 15 and quantization["kept_float"]["feed_forward_down_projections"] == 2
+    assert quantization["integer_ops"]["MatMul"] == 15 and quantization["kept_float"]["feed_forward_down_projections"] == 2
     assert quantization["other_ops"]["Softmax"] == 2 and quantization["other_ops"]["LayerNormalization"] == 5
     calibration = quantization["calibration"]
     assert calibration["source"] == GENERATED_SOURCE and calibration["questions_available"] > 10_000

@@ -60,7 +60,7 @@ def test_int8_static_computes_every_layer_in_int8(exports):
     # Every calibration window of 32 and 64 tokens is full (no padding): no mask value stretched a softmax input's range.
     assert quantization["softmax_inputs_with_the_scores_range"] == 0
     # Per signature of 2 layers: 6 linear layers each + the QA head, 2 attention products each, 1 softmax each.
-    int8_ops = quantization["int8_ops"]
+    int8_ops = quantization["integer_ops"]
     assert int8_ops["FULLY_CONNECTED"] == 26 and int8_ops["BATCH_MATMUL"] == 8 and int8_ops["SOFTMAX"] == 4
     assert {"GELU", "MEAN", "RSQRT", "ADD", "MUL"} <= set(int8_ops)
     # Left outside int8: the lookups of the int8 tables, the mask's cast, conversions in and out, shape arithmetic.

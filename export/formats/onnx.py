@@ -1,6 +1,7 @@
 """ONNX: fp32 with dynamic batch and sequence (torch.onnx dynamo exporter), int8 by ORT dynamic quantization,
-int8-static by ORT static quantization (QDQ: int8 weights and activations, calibrated on real QA windows), int4 by
-ORT's blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for embeddings)."""
+int8-static by ORT static quantization (QDQ: int8 weights and activations, calibrated on real QA windows), a16w8 by
+ORT's static quantization for Qualcomm's QNN (QDQ on every op: 8-bit weights, 16-bit activations), int4 by ORT's
+blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for embeddings)."""
 from __future__ import annotations
 
 import contextlib
@@ -22,14 +23,15 @@ MIN_LENGTH = 2  # torch.export's smallest symbolic size
 # onnx/model_quantized.onnx ("q8"), onnx/model_int8.onnx ("int8") and onnx/model_q4.onnx ("q4"); optimum's
 # from_pretrained(folder) finds any of them by its glob of **/*.onnx.
 ARTIFACT_NAMES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_quantized.onnx", "int8-static": "onnx/model_int8.onnx",
-                  "int4": "onnx/model_q4.onnx"}
+                  "a16w8": "onnx/model_a16w8.onnx", "int4": "onnx/model_q4.onnx"}
+# a16w8 has no transformers.js dtype (its 16-bit QDQ is for NPU execution providers): the folder names no file for it.
 TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int8-static": "int8", "int4": "q4"}
 # int4: symmetric blocks (no zero points to store or subtract) of 32 weights along each input dimension;
 # accuracy_level 4 lets ORT's CPU kernel quantize the activations to int8 and use its integer dot-product path,
 # its fastest (the weights stay 4-bit either way).
 INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
-CALIBRATION_STRIDE = 8  # int8-static: at most this many calibration windows run before their ranges are folded in
+CALIBRATION_STRIDE = 8  # int8-static, a16w8: at most this many calibration windows run before their ranges are folded in
 # ONNX Runtime's graph optimisations our runner turns off. SkipLayerNormFusion merges each residual Add into the
 # LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (a trial,
 # 2026-12-01). Recorded in the manifest for apps to copy.
@@ -41,8 +43,8 @@ class OnnxExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
     runtime, runtime_module, runtime_package = "onnxruntime", "onnxruntime", "onnxruntime"
-    precisions = ("fp32", "int8", "int8-static", "int4")
-    calibrated_precisions = ("int8-static",)
+    precisions = ("fp32", "int8", "int8-static", "a16w8", "int4")
+    calibrated_precisions = ("int8-static", "a16w8")
     batch_dynamic = True
 
     def artifact_name(self, options: ExportOptions) -> str:
@@ -50,7 +52,8 @@ class OnnxExporter(Exporter):
 
     def loader_config(self, options: ExportOptions) -> dict:
         # transformers.js picks the file by dtype; without this it would look for the fp32 file in an int8 folder.
-        return {"transformers.js_config": {"dtype": TRANSFORMERS_JS_DTYPES[options.precision]}}
+        dtype = TRANSFORMERS_JS_DTYPES.get(options.precision)
+        return {"transformers.js_config": {"dtype": dtype}} if dtype else {}
 
     def io_spec(self, module, options):
         # ONNX always keeps batch and sequence symbolic, whatever lengths were asked for.
@@ -84,20 +87,24 @@ class OnnxExporter(Exporter):
                                           per_channel=True)
         elif options.precision == "int4":
             facts["quantization"] = quantize_4bit(fp32_path, path)
-        elif options.precision == "int8-static":
+        elif options.precision in self.calibrated_precisions:
             from pocketbert.export.calibration import calibration_windows
             from pocketbert.modeling import load_tokenizer
 
             # The export writes the tokenizer into the folder (two levels above onnx/model_int8.onnx) first.
             tokenizer = load_tokenizer(path.parents[1])
             calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
-            facts["quantization"] = quantize_static_int8(fp32_path, path, calibration)
+            quantize = quantize_static_int8 if options.precision == "int8-static" else quantize_static_a16w8
+            facts["quantization"] = quantize(fp32_path, path, calibration)
         if fp32_path != path:  # the fp32 graph was only the quantizer's input
             fp32_path.unlink()
         onnx = require_module("onnx", "onnx")
-        graph = onnx.load(str(path), load_external_data=False).graph
+        saved = onnx.load(str(path), load_external_data=False)
+        graph = saved.graph
         ops = sorted({node.op_type for node in graph.node})
-        return {"opset": OPSET, "nodes": len(graph.node), "op_types": ops,
+        # Static quantization may raise the exported opset (a16w8: 21).
+        opset = next(entry.version for entry in saved.opset_import if entry.domain in ("", "ai.onnx"))
+        return {"opset": opset, "nodes": len(graph.node), "op_types": ops,
                 "session": {"disabled_optimizers": list(DISABLED_OPTIMIZERS),
                             "why": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than the Add and "
                                    "LayerNormalization it replaces (5-10% of the model on an AVX2 CPU); pass "
@@ -132,13 +139,9 @@ class OnnxExporter(Exporter):
 STATIC_INT8_OPS = ("MatMul", "Mul", "Gather")
 
 
-def quantize_static_int8(fp32_path: Path, path: Path, calibration) -> dict:
-    """Weights and activations to int8 as QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op),
-    activation ranges from the calibration windows by MinMax; returns the manifest's record, with which ops take
-    int8 inputs and which do not."""
+def calibration_reader(calibration):
+    """ORT's reader of the calibration windows, one window a call, and the stride of its strided MinMax."""
     quantization = require_module("onnxruntime.quantization", "onnxruntime")
-    onnx = require_module("onnx", "onnx")
-    prepared = path.with_name("prepared" + path.suffix)
     rows = [{name: values[i:i + 1] for name, values in calibration.windows.items()}
             for i in range(len(calibration.windows["input_ids"]))]
     # ORT keeps every activation of every layer for each window it runs until it folds them into ranges, so it runs
@@ -158,34 +161,85 @@ def quantize_static_int8(fp32_path: Path, path: Path, calibration) -> dict:
         def get_next(self):
             return next(self.pending, None)
 
+    return Windows(), stride
+
+
+def preprocessed(fp32_path: Path, path: Path) -> Path:
+    """The fp32 graph prepared for static quantization, beside `path` (the caller removes it)."""
+    quantization = require_module("onnxruntime.quantization", "onnxruntime")
+    prepared = path.with_name("prepared" + path.suffix)
+    # ORT's symbolic shape inference cannot finish on the dynamo graph; ONNX's own shape inference and graph
+    # optimisation still run.
+    quantization.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+PRE_PROCESSING = ("onnxruntime quant_pre_process (ONNX shape inference + graph optimisation; symbolic shape inference "
+                  "skipped)")
+
+
+def quantize_static_int8(fp32_path: Path, path: Path, calibration) -> dict:
+    """Weights and activations to int8 as QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op),
+    activation ranges from the calibration windows by MinMax; returns the manifest's record, with which ops take
+    int8 inputs and which do not."""
+    quantization = require_module("onnxruntime.quantization", "onnxruntime")
+    onnx = require_module("onnx", "onnx")
+    windows, stride = calibration_reader(calibration)
     with _root_logger_at(logging.ERROR):  # a line per 1-D weight that cannot be per-channel, and a pre-process hint
-        # ORT's symbolic shape inference cannot finish on the dynamo graph; ONNX's own shape inference and graph
-        # optimisation still run.
-        quantization.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        prepared = preprocessed(fp32_path, path)
         kept_float = feed_forward_down_projections(onnx.load(str(prepared), load_external_data=False).graph)
         quantization.quantize_static(
-            str(prepared), str(path), Windows(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            str(prepared), str(path), windows, quant_format=quantization.QuantFormat.QDQ, per_channel=True,
             activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax, op_types_to_quantize=list(STATIC_INT8_OPS),
             nodes_to_exclude=kept_float, extra_options={"CalibStridedMinMax": stride},
         )
     prepared.unlink()
-    int8_ops, other_ops = qdq_op_types(onnx.load(str(path), load_external_data=False).graph)
+    integer_ops, other_ops = qdq_op_types(onnx.load(str(path), load_external_data=False).graph)
     return {
         "format": "QDQ (onnxruntime quantize_static); ONNX Runtime fuses DequantizeLinear -> op -> QuantizeLinear "
                   "into int8 kernels where it has them",
         "weights": "int8 symmetric, per output channel", "activations": "int8 (QInt8), per tensor, asymmetric",
-        "calibration_method": "MinMax", "calibration": calibration.facts,
-        "pre_processing": "onnxruntime quant_pre_process (ONNX shape inference + graph optimisation; symbolic shape "
-                          "inference skipped)",
+        "calibration_method": "MinMax", "calibration": calibration.facts, "pre_processing": PRE_PROCESSING,
         "quantized_op_types": list(STATIC_INT8_OPS),
         "kept_float": {"feed_forward_down_projections": len(kept_float),
                        "why": "their input (the activation function's output) has outliers a per-tensor int8 scale "
                               "cannot hold; Add, Softmax and LayerNormalization carry the attention mask or lose "
                               "accuracy in int8 (measured on the demo's student)"},
-        "int8_ops": int8_ops,
-        "int8_ops_means": "every input from a DequantizeLinear (QDQ marks where int8 tensors flow)",
+        "integer_ops": integer_ops,
+        "integer_ops_means": "every input from a DequantizeLinear (QDQ marks where int8 tensors flow)",
         "other_ops": other_ops,
+    }
+
+
+def quantize_static_a16w8(fp32_path: Path, path: Path, calibration) -> dict:
+    """Every op's inputs and outputs as QDQ, 8-bit weights and 16-bit activations, by ORT's configuration for
+    Qualcomm's QNN execution provider (get_qnn_qdq_config: its mixed precision, with the tensor overrides QNN's kernels
+    need), activation ranges from the calibration windows by MinMax. 16 bits give the attention mask, LayerNorm and
+    the feed-forward's outliers the range int8-static keeps in float."""
+    quantization = require_module("onnxruntime.quantization", "onnxruntime")
+    qnn = require_module("onnxruntime.quantization.execution_providers.qnn", "onnxruntime")
+    onnx = require_module("onnx", "onnx")
+    windows, stride = calibration_reader(calibration)
+    with _root_logger_at(logging.ERROR):
+        prepared = preprocessed(fp32_path, path)
+        config = qnn.get_qnn_qdq_config(str(prepared), windows, activation_type=quantization.QuantType.QUInt16,
+                                        weight_type=quantization.QuantType.QUInt8, stride=stride)
+        quantization.quantize(str(prepared), str(path), config)
+    prepared.unlink()
+    integer_ops, other_ops = qdq_op_types(onnx.load(str(path), load_external_data=False).graph)
+    return {
+        "format": "QDQ (onnxruntime get_qnn_qdq_config + quantize), QuantizeLinear/DequantizeLinear of the "
+                  "com.microsoft domain, for NPU execution providers (QNN); ONNX Runtime's CPU provider runs the ops "
+                  "between the QDQ pairs in float",
+        "weights": "uint8 asymmetric, per tensor (QNN's default); embedding tables stay float",
+        "activations": "uint16 (QUInt16), per tensor, asymmetric",
+        "calibration_method": "MinMax", "calibration": calibration.facts, "pre_processing": PRE_PROCESSING,
+        "quantized_op_types": "all",
+        "integer_ops": integer_ops,
+        "integer_ops_means": "every input from a DequantizeLinear (QDQ marks where 16-bit tensors flow)",
+        "other_ops": other_ops,
+        "other_ops_means": "shape arithmetic, reshapes and slices (they move values, no arithmetic), and lookups",
     }
 
 
@@ -200,16 +254,16 @@ def feed_forward_down_projections(graph) -> list[str]:
 
 
 def qdq_op_types(graph) -> tuple[dict, dict]:
-    """Op type counts: ops whose every input comes from a DequantizeLinear (int8 in: ORT fuses them into int8
-    kernels, whose output may be float), and all other ops (float, or shape arithmetic on integers)."""
+    """Op type counts: ops whose every input comes from a DequantizeLinear (integer in: ORT fuses int8 ones into
+    int8 kernels, whose output may be float), and all other ops (float, or shape arithmetic on integers)."""
     dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
-    int8_ops, other_ops = Counter(), Counter()
+    integer_ops, other_ops = Counter(), Counter()
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        int8 = all(name in dequantized for name in node.input if name)
-        (int8_ops if int8 else other_ops)[node.op_type] += 1
-    return dict(int8_ops.most_common()), dict(other_ops.most_common())
+        integer = all(name in dequantized for name in node.input if name)
+        (integer_ops if integer else other_ops)[node.op_type] += 1
+    return dict(integer_ops.most_common()), dict(other_ops.most_common())
 
 
 @contextlib.contextmanager

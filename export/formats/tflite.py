@@ -1,7 +1,7 @@
 """TFLite / LiteRT: each fixed length is a named signature ("seq128", ...) of one .tflite file whose weights are
 stored once (litert-torch); fp16 weights, dynamic-range int8, full-integer int8 (int8-static: int8 weights and
-activations, calibrated on real QA windows at each signature's own length) and 4-bit weights (int4) are
-ai-edge-quantizer recipes applied after.
+activations, calibrated on real QA windows at each signature's own length), full-integer 16x8 (a16w8: int8 weights,
+int16 activations, calibrated alike) and 4-bit weights (int4) are ai-edge-quantizer recipes applied after.
 
 Fixed lengths only: litert-torch cannot lower a symbolic sequence dim, and a converted graph does not resize.
 
@@ -34,7 +34,9 @@ SIGNATURE_PREFIX = "seq"
 # Precision -> ai-edge-quantizer recipe. litert-torch's own PT2E int8 converts but fails at run time
 # (embedding_lookup zero_point != 0), so quantization runs on the converted flatbuffer instead.
 QUANTIZATION_RECIPES = {"fp32": None, "fp16": "weight_only_fp16", "int8": "dynamic_wi8_afp32",
-                        "int8-static": "static_wi8_ai8", "int4": "dynamic_wi4b32_afp32"}
+                        "int8-static": "static_wi8_ai8", "a16w8": "static_wi8_ai16", "int4": "dynamic_wi4b32_afp32"}
+# The statically calibrated recipes: their activations' integer type in the flatbuffer.
+STATIC_ACTIVATION_TYPES = {"static_wi8_ai8": "INT8", "static_wi8_ai16": "INT16"}
 # int4: blocks of 32 weights along the input, the LiteRT interpreter's (XNNPACK's) blockwise 4-bit kernels for
 # FULLY_CONNECTED and EMBEDDING_LOOKUP; same blocks as the ONNX and ExecuTorch int4 artifacts.
 INT4_BLOCK_SIZE = 32
@@ -77,8 +79,9 @@ def quantization_recipe(precision: str) -> list | None:
         manager.add_dynamic_config(regex=".*", operation_name=operation.ALL_SUPPORTED, num_bits=4,
                                    granularity=aeq.qtyping.QuantGranularity.BLOCKWISE_32)
         return manager.get_quantization_recipe()
-    if name == "static_wi8_ai8":
-        manager.add_static_config(regex=".*", operation_name=operation.ALL_SUPPORTED, activation_num_bits=8,
+    if name in STATIC_ACTIVATION_TYPES:
+        bits = 16 if STATIC_ACTIVATION_TYPES[name] == "INT16" else 8
+        manager.add_static_config(regex=".*", operation_name=operation.ALL_SUPPORTED, activation_num_bits=bits,
                                   weight_num_bits=8)
         # A second scope (a rule for all ops in the same scope would replace the one above; later scopes win):
         # the static recipe leaves the embedding tables fp32, so they become int8 tables whose lookup returns the
@@ -140,14 +143,26 @@ def operator_dtypes(model: bytes) -> Counter:
     return found
 
 
-def int8_op_split(dtypes: Counter) -> tuple[dict, dict]:
-    """Op counts (all signatures) of the ops that take int8 values in and give int8 out (INT32 inputs are indices
-    and shapes), and of all others: float ops, the int8 <-> float conversions, shape arithmetic, lookups."""
-    int8_ops, other_ops = Counter(), Counter()
+def integer_op_split(dtypes: Counter, activations: str = "INT8") -> tuple[dict, dict]:
+    """Op counts (all signatures) of the ops that take `activations`-typed values in and give them out (INT8 inputs
+    are weights, INT32 / INT64 ones indices, shapes and biases), and of all others: float ops, the conversions,
+    shape arithmetic, lookups."""
+    integer_ops, other_ops = Counter(), Counter()
     for (name, inputs, outputs), count in dtypes.items():
-        int8 = "INT8" in inputs and set(inputs) <= {"INT8", "INT32"} and set(outputs) == {"INT8"}
-        (int8_ops if int8 else other_ops)[name] += count
-    return dict(int8_ops.most_common()), dict(other_ops.most_common())
+        integer = (activations in inputs and set(inputs) <= {activations, "INT8", "INT32", "INT64"}
+                   and set(outputs) == {activations})
+        (integer_ops if integer else other_ops)[name] += count
+    return dict(integer_ops.most_common()), dict(other_ops.most_common())
+
+
+def float_compute_ops(dtypes: Counter) -> dict:
+    """Op counts (all signatures) of the ops that compute in float (a float input and output), the conversions
+    between float and integer excluded: what a full-integer accelerator would have to hand back to the CPU."""
+    found = Counter()
+    for (name, inputs, outputs), count in dtypes.items():
+        if name not in ("QUANTIZE", "DEQUANTIZE") and "FLOAT32" in inputs and "FLOAT32" in outputs:
+            found[name] += count
+    return dict(found.most_common())
 
 
 def subgraph_io(model: bytes, index: int = 0) -> tuple[list[str], list[str]]:
@@ -166,13 +181,19 @@ def subgraph_io(model: bytes, index: int = 0) -> tuple[list[str], list[str]]:
             ordered(subgraph.Outputs, subgraph.OutputsLength(), signature.Outputs, signature.OutputsLength()))
 
 
+SOFTMAX_INPUT_MIN_REACH = 1.0
+
+
 def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
     """Give each SOFTMAX input that is an ADD of attention scores and the additive mask the range of the scores alone;
     returns the tensors changed.
 
     Calibrated as they are, the -10000 of padded positions stretch that range to about [-10000, 100], one int8 step
     of ~40: every real score would round to the same few values. With the scores' own range, padded positions
-    saturate at its minimum, which is far enough below each row's maximum for softmax to give them weight 0."""
+    saturate at its minimum, which is far enough below each row's maximum for softmax to give them weight 0.
+    The range reaches at least SOFTMAX_INPUT_MIN_REACH below zero: the interpreter's integer ADD rescales the mask's
+    range into its output's by a multiplier that must stay below 1, and aborts the process otherwise (int16: an output
+    range under 2 x 10000 / 2^15 ~ 0.61; int8: under ~0.02), as it did for a small random model's tiny scores."""
     subgraphs = {}
     for subgraph, operator, name, _ in _operators(model):
         subgraphs.setdefault(id(subgraph), (subgraph, []))[1].append((operator, name))
@@ -193,7 +214,7 @@ def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
             # The mask reaches MASK_VALUE (where the calibration windows had padding); the scores do not.
             scores = [summand for summand in summands if float(np.min(summand["min"])) > MASK_VALUE / 2]
             if len(scores) == 1 and len(summands) == 2:
-                ranges[masked] = {**ranges[masked], "min": scores[0]["min"]}
+                ranges[masked] = {**ranges[masked], "min": np.minimum(scores[0]["min"], -SOFTMAX_INPUT_MIN_REACH)}
                 changed.append(masked)
     return changed
 
@@ -218,23 +239,29 @@ def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> 
 
 
 def quantization_facts(precision: str, model: bytes, calibration: dict | None, unmasked: list[str]) -> dict:
-    """The manifest's record of what int8-static and int4 quantized, read back from the quantized file."""
-    if precision == "int8-static":
-        int8_ops, other_ops = int8_op_split(operator_dtypes(model))
+    """The manifest's record of what int8-static, a16w8 and int4 quantized, read back from the quantized file."""
+    activations = STATIC_ACTIVATION_TYPES.get(QUANTIZATION_RECIPES[precision])
+    if activations:
+        dtypes = operator_dtypes(model)
+        integer_ops, other_ops = integer_op_split(dtypes, activations)
         return {
             "weights": "int8 symmetric, per output channel; embedding tables int8 per row",
-            "activations": "int8 per tensor, asymmetric, ranges from calibration",
+            "activations": ("int8 per tensor, asymmetric" if activations == "INT8" else
+                            "int16 per tensor, symmetric (TFLite's 16x8 quantization)") + ", ranges from calibration",
             "calibration_method": "MinMax (ai-edge-quantizer min_max_uniform_quantize: the smallest and largest value "
                                   "each tensor took over the calibration windows)",
             "calibration": {name: facts for name, (_, facts) in calibration.items()},
             "softmax_inputs_with_the_scores_range": len(unmasked),
             "softmax_inputs_means": "attention scores + additive mask: quantized over the scores' own range (padded "
                                     "positions saturate at its minimum, weight 0 after softmax), not the mask's -10000",
-            "outputs": "float32 logits through a DEQUANTIZE of the int8 result",
-            "int8_ops": int8_ops,
-            "int8_ops_means": "int8 values in (INT32 inputs are indices and shapes) and int8 out; counts over all "
-                              "signatures",
+            "outputs": f"float32 logits through a DEQUANTIZE of the {activations.lower()} result",
+            "integer_ops": integer_ops,
+            "integer_ops_means": f"{activations.lower()} activations in (INT8 inputs are weights, INT32 / INT64 ones "
+                                 f"indices, shapes and biases) and {activations.lower()} out; counts over all signatures",
             "other_ops": other_ops,
+            "float_compute_ops": float_compute_ops(dtypes),
+            "float_compute_ops_means": "ops left computing in float (ai-edge-quantizer has no integer rule for them "
+                                       "at this activation width), between a DEQUANTIZE and a QUANTIZE",
         }
     if precision == "int4":
         weights = Counter()
@@ -262,8 +289,8 @@ class TfliteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
     runtime, runtime_module, runtime_package = "litert", "ai_edge_litert.interpreter", "ai-edge-litert"
-    precisions = ("fp32", "fp16", "int8", "int8-static", "int4")
-    calibrated_precisions = ("int8-static",)
+    precisions = ("fp32", "fp16", "int8", "int8-static", "a16w8", "int4")
+    calibrated_precisions = ("int8-static", "a16w8")
     input_dtype = "int32"
     supports_dynamic_length = False
 
