@@ -35,8 +35,8 @@ SIGNATURE_PREFIX = "seq"
 # (embedding_lookup zero_point != 0), so quantization runs on the converted flatbuffer instead.
 QUANTIZATION_RECIPES = {"fp32": None, "fp16": "weight_only_fp16", "int8": "dynamic_wi8_afp32",
                         "int8-static": "static_wi8_ai8", "a16w8": "static_wi8_ai16", "int4": "dynamic_wi4b32_afp32"}
-# The statically calibrated recipes: their activations' integer type in the flatbuffer.
-STATIC_ACTIVATION_TYPES = {"static_wi8_ai8": "INT8", "static_wi8_ai16": "INT16"}
+# The statically calibrated recipes: their activations' bits (INT8 / INT16 tensors in the flatbuffer).
+STATIC_ACTIVATION_BITS = {"static_wi8_ai8": 8, "static_wi8_ai16": 16}
 # int4: blocks of 32 weights along the input, the LiteRT interpreter's (XNNPACK's) blockwise 4-bit kernels for
 # FULLY_CONNECTED and EMBEDDING_LOOKUP; same blocks as the ONNX and ExecuTorch int4 artifacts.
 INT4_BLOCK_SIZE = 32
@@ -79,9 +79,9 @@ def quantization_recipe(precision: str) -> list | None:
         manager.add_dynamic_config(regex=".*", operation_name=operation.ALL_SUPPORTED, num_bits=4,
                                    granularity=aeq.qtyping.QuantGranularity.BLOCKWISE_32)
         return manager.get_quantization_recipe()
-    if name in STATIC_ACTIVATION_TYPES:
-        bits = 16 if STATIC_ACTIVATION_TYPES[name] == "INT16" else 8
-        manager.add_static_config(regex=".*", operation_name=operation.ALL_SUPPORTED, activation_num_bits=bits,
+    if name in STATIC_ACTIVATION_BITS:
+        manager.add_static_config(regex=".*", operation_name=operation.ALL_SUPPORTED,
+                                  activation_num_bits=STATIC_ACTIVATION_BITS[name],
                                   weight_num_bits=8)
         # A second scope (a rule for all ops in the same scope would replace the one above; later scopes win):
         # the static recipe leaves the embedding tables fp32, so they become int8 tables whose lookup returns the
@@ -240,13 +240,13 @@ def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> 
 
 def quantization_facts(precision: str, model: bytes, calibration: dict | None, unmasked: list[str]) -> dict:
     """The manifest's record of what int8-static, a16w8 and int4 quantized, read back from the quantized file."""
-    activations = STATIC_ACTIVATION_TYPES.get(QUANTIZATION_RECIPES[precision])
-    if activations:
+    bits = STATIC_ACTIVATION_BITS.get(QUANTIZATION_RECIPES[precision])
+    if bits:
         dtypes = operator_dtypes(model)
-        integer_ops, other_ops = integer_op_split(dtypes, activations)
+        integer_ops, other_ops = integer_op_split(dtypes, f"INT{bits}")
         return {
             "weights": "int8 symmetric, per output channel; embedding tables int8 per row",
-            "activations": ("int8 per tensor, asymmetric" if activations == "INT8" else
+            "activations": ("int8 per tensor, asymmetric" if bits == 8 else
                             "int16 per tensor, symmetric (TFLite's 16x8 quantization)") + ", ranges from calibration",
             "calibration_method": "MinMax (ai-edge-quantizer min_max_uniform_quantize: the smallest and largest value "
                                   "each tensor took over the calibration windows)",
@@ -254,10 +254,10 @@ def quantization_facts(precision: str, model: bytes, calibration: dict | None, u
             "softmax_inputs_with_the_scores_range": len(unmasked),
             "softmax_inputs_means": "attention scores + additive mask: quantized over the scores' own range (padded "
                                     "positions saturate at its minimum, weight 0 after softmax), not the mask's -10000",
-            "outputs": f"float32 logits through a DEQUANTIZE of the {activations.lower()} result",
+            "outputs": f"float32 logits through a DEQUANTIZE of the int{bits} result",
             "integer_ops": integer_ops,
-            "integer_ops_means": f"{activations.lower()} activations in (INT8 inputs are weights, INT32 / INT64 ones "
-                                 f"indices, shapes and biases) and {activations.lower()} out; counts over all signatures",
+            "integer_ops_means": f"int{bits} activations in and out (weights int8; INT32 / INT64 inputs are indices, "
+                                 "shapes and biases); counts over all signatures",
             "other_ops": other_ops,
             "float_compute_ops": float_compute_ops(dtypes),
             "float_compute_ops_means": "ops left computing in float (ai-edge-quantizer has no integer rule for them "
