@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's accuracy table: the demo's student exported at every precision of every format, each scored in its
 # own runtime on the demo's dev questions beside PyTorch (Core ML through the reference evaluator, on the first 25
-# questions), in the demo's 256-token windows, with the accuracy-against-size plot. Run `make demo` first.
+# questions), in the demo's 256-token windows, with the accuracy-against-size plot; then times the statically
+# calibrated precisions beside fp32. Run `make demo` first.
 # Usage: bash bench/precision_accuracy.sh [STUDENT] [DEV_JSON] [OUT]
 #   (defaults runs/demo/student-distilled, runs/demo/data/dev.json, runs/precisions; about 45 minutes on 2 cores)
 set -euo pipefail
@@ -22,3 +23,6 @@ for precision in fp32 int8 int8-static a16w8 int4; do export_once tflite $precis
 for precision in fp16 int8 int4 palette4; do export_once coreml $precision; done
 "$pb" eval "${artifacts[@]}" --data "$dev" --max-seq-len 256 --doc-stride 128 --stand-in-questions 25 \
   --out "$out/eval"
+# The calibrated precisions beside fp32 on this CPU: int8 activations, 16-bit activations (model only, 256 tokens).
+"$pb" bench "$out/onnx-fp32" "$out/onnx-int8-static" "$out/onnx-a16w8" "$out/tflite-fp32" "$out/tflite-int8-static" \
+  "$out/tflite-a16w8" --no-baseline --seq-len 256 --modes model --warmup 2 --runs 10 --out "$out/bench-static"

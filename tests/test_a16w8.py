@@ -65,14 +65,19 @@ def test_onnx_quantizes_every_arithmetic_op_with_16_bit_activations(exports):
     assert "transformers.js_config" not in json.loads((folder / "config.json").read_text())
     quantization = manifest["graph"]["quantization"]
     assert quantization["activations"].startswith("uint16") and quantization["weights"].startswith("uint8")
+    assert quantization["embedding_tables"] >= 2  # words and positions (BERT: segments too), 8-bit like the weights
     # The ops int8-static keeps in float (the attention mask's Add, Softmax, LayerNorm, the down projections) are in.
     assert {"MatMul", "Add", "Softmax", "LayerNormalization"} <= set(quantization["integer_ops"])
     assert set(quantization["other_ops"]) <= DATA_MOVEMENT_ONNX
     graph = onnx.load(str(folder / manifest["artifact"])).graph
     zero_points = {t.name: t.data_type for t in graph.initializer}
-    activation_types = {zero_points.get(node.input[2]) for node in graph.node
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    activation_types = {(producers.get(node.input[0]), zero_points.get(node.input[2])) for node in graph.node
                         if node.op_type == "QuantizeLinear" and len(node.input) > 2}
-    assert activation_types == {onnx.TensorProto.UINT16}
+    # Every activation 16-bit, but the rows the lookups return from the 8-bit tables (converted to 16-bit after).
+    assert {dtype for op, dtype in activation_types if op != "Gather"} == {onnx.TensorProto.UINT16}
+    stored = {t.data_type for t in graph.initializer if len(t.dims) == 2}
+    assert onnx.TensorProto.UINT8 in stored and onnx.TensorProto.FLOAT not in stored  # weights and tables 8-bit
 
 
 def test_tflite_computes_every_layer_with_int16_activations(exports):

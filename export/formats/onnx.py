@@ -223,8 +223,12 @@ def quantize_static_a16w8(fp32_path: Path, path: Path, calibration) -> dict:
     windows, stride = calibration_reader(calibration)
     with _root_logger_at(logging.ERROR):
         prepared = preprocessed(fp32_path, path)
+        # A Gather's table counts as an activation (16-bit); weights are 8-bit, tables too (half the file, F1 kept).
+        tables = embedding_tables(onnx.load(str(prepared), load_external_data=False).graph)
         config = qnn.get_qnn_qdq_config(str(prepared), windows, activation_type=quantization.QuantType.QUInt16,
-                                        weight_type=quantization.QuantType.QUInt8, stride=stride)
+                                        weight_type=quantization.QuantType.QUInt8, stride=stride,
+                                        init_overrides={name: [{"quant_type": quantization.QuantType.QUInt8}]
+                                                        for name in tables})
         quantization.quantize(str(prepared), str(path), config)
     prepared.unlink()
     integer_ops, other_ops = qdq_op_types(onnx.load(str(path), load_external_data=False).graph)
@@ -232,7 +236,8 @@ def quantize_static_a16w8(fp32_path: Path, path: Path, calibration) -> dict:
         "format": "QDQ (onnxruntime get_qnn_qdq_config + quantize), QuantizeLinear/DequantizeLinear of the "
                   "com.microsoft domain, for NPU execution providers (QNN); ONNX Runtime's CPU provider runs the ops "
                   "between the QDQ pairs in float",
-        "weights": "uint8 asymmetric, per tensor (QNN's default); embedding tables stay float",
+        "weights": "uint8 asymmetric, per tensor (QNN's default); embedding tables too",
+        "embedding_tables": len(tables),
         "activations": "uint16 (QUInt16), per tensor, asymmetric",
         "calibration_method": "MinMax", "calibration": calibration.facts, "pre_processing": PRE_PROCESSING,
         "quantized_op_types": "all",
@@ -251,6 +256,12 @@ def feed_forward_down_projections(graph) -> list[str]:
               if node.op_type == "MatMul" and node.input[1] in weights]
     widest = max((k for _, (k, _n) in linear), default=0)
     return [name for name, (k, n) in linear if k == widest and k > n]
+
+
+def embedding_tables(graph) -> list[str]:
+    """Names of the constant tables Gather nodes look rows up in."""
+    constants = {t.name for t in graph.initializer}
+    return [node.input[0] for node in graph.node if node.op_type == "Gather" and node.input[0] in constants]
 
 
 def qdq_op_types(graph) -> tuple[dict, dict]:
