@@ -121,7 +121,8 @@ def measure_peaks(threads: int) -> dict[str, float]:
 def peak_precision(precision: str) -> str:
     """The GEMM an artifact's precision computes in: int8 artifacts run int8 kernels, and so do int8-static (int8
     activations) and int4 (4-bit weights times int8 activations in XNNPACK's and ONNX Runtime's kernels); fp16 and
-    palettised weights are widened to fp32 on a CPU."""
+    palettised weights are widened to fp32 on a CPU, and so are a16w8's 16-bit activations (ONNX Runtime computes
+    between its QDQ pairs in float; LiteRT's int16 kernels have no faster peak to measure)."""
     return INTEGER_GEMM_PRECISIONS.get(precision, precision if precision in PEAK_PRECISIONS else "fp32")
 
 
