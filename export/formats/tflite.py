@@ -143,7 +143,7 @@ def operator_dtypes(model: bytes) -> Counter:
     return found
 
 
-def integer_op_split(dtypes: Counter, activations: str = "INT8") -> tuple[dict, dict]:
+def integer_op_split(dtypes: Counter, activations: str) -> tuple[dict, dict]:
     """Op counts (all signatures) of the ops that take `activations`-typed values in and give them out (INT8 inputs
     are weights, INT32 / INT64 ones indices, shapes and biases), and of all others: float ops, the conversions,
     shape arithmetic, lookups."""
