@@ -1,5 +1,5 @@
-"""`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT`, `pocketbert bench onnx-int8-settings ARTIFACT` and
-`pocketbert eval MODEL... --data dev.json`."""
+"""`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT`, `pocketbert bench onnx-int8-settings ARTIFACT`,
+`pocketbert bench op-profile MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from pocketbert.results import MODES
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
 PEERS = "peers"
 ONNX_INT8_SETTINGS = "onnx-int8-settings"
+OP_PROFILE = "op-profile"
 
 
 class BenchParser(argparse.ArgumentParser):
@@ -33,9 +34,11 @@ def register(sub) -> None:
                                    "results.json, report.md and PNG plots. `pocketbert bench peers CHECKPOINT` "
                                    "compares our exports with the standard exporters' (see `bench peers -h`); "
                                    "`pocketbert bench onnx-int8-settings ARTIFACT` compares ONNX Runtime int8 "
-                                   "settings on this CPU.")
+                                   "settings on this CPU; `pocketbert bench op-profile MODEL...` shows where each "
+                                   "model's time goes, per op type.")
     p.__class__ = BenchParser  # add_parser builds a plain ArgumentParser
-    p.comparisons = {PEERS: peers_parser(p.prog), ONNX_INT8_SETTINGS: onnx_int8_settings_parser(p.prog)}
+    p.comparisons = {PEERS: peers_parser(p.prog), ONNX_INT8_SETTINGS: onnx_int8_settings_parser(p.prog),
+                     OP_PROFILE: op_profile_parser(p.prog)}
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--baseline", default="bert-base",
                    help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
@@ -131,6 +134,38 @@ def onnx_int8_settings_parser(bench_prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default="onnx-int8-settings", help="output folder (default onnx-int8-settings)")
     p.set_defaults(func=run_onnx_int8_settings_cli)
     return p
+
+
+def op_profile_parser(bench_prog: str) -> argparse.ArgumentParser:
+    from pocketbert.bench import op_profile
+
+    summary = " ".join(op_profile.__doc__.split("\n\n")[0].split())
+    p = argparse.ArgumentParser(prog=f"{bench_prog} {OP_PROFILE}",
+                                description=f"{summary} Writes results.json, report.md and op_profile.png.")
+    p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
+    p.add_argument("--seq-len", type=int, default=384, metavar="N", help="window length (default 384)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up calls per model (default 3)")
+    p.add_argument("--runs", type=int, default=10, help="profiled calls per model (default 10)")
+    p.add_argument("--threads", type=int, help="threads for every runtime (default: all usable cores)")
+    p.add_argument("--top", type=int, default=10, help="op types listed per model in the report (default 10)")
+    p.add_argument("--out", default="op-profile", help="output folder (default op-profile)")
+    p.set_defaults(func=run_op_profile_cli)
+    return p
+
+
+def run_op_profile_cli(args) -> int:
+    from pocketbert.bench.op_profile import profile_models
+
+    results = profile_models(args.models, args.out, args.seq_len, args.warmup, args.runs, args.threads, args.top)
+    for row in results["rows"]:
+        if "reason" in row:
+            print(f"{row['model']} [{row['runtime']}/{row['precision']}]: not profiled ({row['reason']})")
+        else:
+            print(f"{row['model']} [{row['runtime']}/{row['precision']}]: {row['wall_ms']:.1f} ms profiled, matrix "
+                  f"multiplies {row['matrix_ms']:.1f} ms, other ops {row['other_ms']:.1f} ms, outside ops "
+                  f"{row['outside_ops_ms']:.1f} ms")
+    print(f"wrote {args.out}/results.json, {args.out}/report.md and {args.out}/op_profile.png")
+    return 0
 
 
 def run_onnx_int8_settings_cli(args) -> int:

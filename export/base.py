@@ -123,6 +123,13 @@ class Exporter(ABC):
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
         """Load the artifact in its own runtime. Raise NotRunnableHere where that runtime cannot run."""
 
+    def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
+                    threads: int | None = None) -> dict:
+        """Milliseconds per call by op type from the runtime's own profiler, over `runs` calls of `feed` after
+        `warmup`: {"ops": {op type: ms}, "wall_ms": ms per call as the profiler saw it, "profiler": what measured}.
+        Raise NotRunnableHere where the runtime has no profiler pocketbert can read."""
+        raise NotRunnableHere(f"{self.runtime} has no per-op profiler that pocketbert reads")
+
     def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
         """Run the artifact on real tokenised QA pairs and compare it with the unmodified transformers model."""
         lengths = validation_lengths(manifest)

@@ -48,6 +48,16 @@ def test_runner_accepts_batches(onnx_fp32):
     assert start.shape == end.shape == (3, 40)
 
 
+def test_onnx_session_settings_are_recorded_for_apps_and_used_by_the_runner(onnx_fp32):
+    manifest = read_manifest(onnx_fp32)
+    session = manifest["graph"]["session"]
+    assert session["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert session["config_entries"] == {"session.set_denormal_as_zero": "1"}
+    assert set(session["why"]) == {"disabled_optimizers", "session.set_denormal_as_zero", "how"}
+    runner = get_format("onnx").load(onnx_fp32 / manifest["artifact"], manifest, threads=1)
+    assert runner.info["config_entries"] == session["config_entries"]
+
+
 def test_onnx_int8_reports_agreement(tiny_bert_qa, tmp_path):
     manifest = export_model(str(tiny_bert_qa), "onnx", tmp_path / "int8", precision="int8", seq_lens=(64,))
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]

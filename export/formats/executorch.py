@@ -17,7 +17,10 @@ the final logits split — XNNPACK does not implement them, and they are cheap.
 from __future__ import annotations
 
 import copy
+import re
 import sys
+import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pocketbert.errors import PocketbertError, require_module
+from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import QAModule
@@ -113,11 +116,7 @@ class ExecuTorchExporter(Exporter):
 
             predict, info = delegate_predictor(Path(path), manifest)
             return Runner(predict, names, batch_one=True, lengths=lengths, info=info)
-        if threads:
-            # The XNNPACK threadpool is process-wide in the pybindings; there is no per-program setting.
-            from executorch.extension.pybindings import portable_lib
-
-            portable_lib._unsafe_reset_threadpool(threads)
+        set_threads(threads)
         method = runtime.load_program(Path(path)).load_method("forward")
 
         def predict(feed: dict[str, np.ndarray]):
@@ -127,6 +126,61 @@ class ExecuTorchExporter(Exporter):
         return Runner(predict, names, batch_one=True, lengths=lengths,
                       info={"runtime": "executorch.runtime", "threads": threads or "runtime default",
                             "backends": runtime.backend_registry.registered_backend_names})
+
+
+    def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
+                    threads: int | None = None) -> dict:
+        if manifest.get("backend") == "coreml":
+            raise NotRunnableHere("the Core ML delegate's ops run inside Core ML, which ExecuTorch's profiler does not "
+                                  "see; profile on a Mac with Instruments")
+        runtime = require_module("executorch.runtime", "executorch").Runtime.get()
+        inspector_module = require_module("executorch.devtools", "executorch")
+        set_threads(threads)
+        program = runtime.load_program(Path(path), enable_etdump=True)
+        method = program.load_method("forward")
+        inputs = [torch.from_numpy(feed[i["name"]]) for i in manifest["inputs"]]
+        for _ in range(warmup + runs):
+            method.execute(inputs)
+        with tempfile.TemporaryDirectory() as trace_dir:
+            trace = Path(trace_dir) / "trace.etdp"
+            program.write_etdump_result_to_file(str(trace), str(Path(trace_dir) / "debug.bin"))
+            with warnings.catch_warnings():  # no debug buffer was asked for: no tensor values, only times
+                warnings.simplefilter("ignore")
+                inspector = inspector_module.Inspector(etdump_path=str(trace))
+        ops, wall = Counter(), 0.0
+        for block in inspector.event_blocks:
+            for event in block.events:
+                if block.name != "Execute" or event.perf_data is None:
+                    continue
+                timed = sum(event.perf_data.raw[warmup:]) / runs  # one raw entry per execution, in ms
+                if event.name == "Method::execute":
+                    wall = timed
+                elif event.name not in ETDUMP_WRAPPERS:
+                    ops[etdump_op_type(event.name)] += timed
+        return {"ops": dict(ops), "wall_ms": wall,
+                "profiler": "ExecuTorch ETDump (Runtime.load_program(enable_etdump=True)), XNNPACK's per-operator "
+                            "times inside the delegate"}
+
+
+# ETDump events that enclose others (the whole call, a delegate call, a portable-kernel call): counting them as well
+# would count their contents twice.
+ETDUMP_WRAPPERS = {"DELEGATE_CALL", "OPERATOR_CALL"}
+
+
+def etdump_op_type(name: str) -> str:
+    """'Fully Connected (NC, QDU8, F32, QC8W) GEMM #11' -> 'Fully Connected (NC, QDU8, F32, QC8W) GEMM';
+    'native_call_embedding.out' -> 'embedding (portable kernel)'."""
+    if name.startswith("native_call_"):
+        return name.removeprefix("native_call_").rsplit(".", 1)[0] + " (portable kernel)"
+    return re.sub(r" #\d+$", "", name)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        # The XNNPACK threadpool is process-wide in the pybindings; there is no per-program setting.
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(threads)
 
 
 def sequence_range(options: ExportOptions) -> tuple[int, int]:

@@ -5,7 +5,9 @@ blockwise 4-bit weights (MatMulNBits for linear layers, GatherBlockQuantized for
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -36,6 +38,11 @@ CALIBRATION_STRIDE = 8  # int8-static, a16w8: at most this many calibration wind
 # LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (a trial,
 # 2026-12-01). Recorded in the manifest for apps to copy.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+# Session settings our runner sets and the manifest records for apps. The masked (-10000) attention scores make
+# ONNX Runtime's Softmax and exp compute in subnormal floats, 10-18x slower than on normal ones: a padded window ran
+# 1.3-1.7x slower than a full one (the demo's student and DistilBERT, int8 and fp32, a 2-core AVX-512 Xeon, 2026-12-01).
+# Flushing subnormals to zero makes both run alike and changes no logit (they are below 1.2e-38).
+SESSION_CONFIG = {"session.set_denormal_as_zero": "1"}
 
 
 @register_format
@@ -105,22 +112,20 @@ class OnnxExporter(Exporter):
         # Static quantization may raise the exported opset (a16w8: 21).
         opset = next(entry.version for entry in saved.opset_import if entry.domain in ("", "ai.onnx"))
         return {"opset": opset, "nodes": len(graph.node), "op_types": ops,
-                "session": {"disabled_optimizers": list(DISABLED_OPTIMIZERS),
-                            "why": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than the Add and "
-                                   "LayerNormalization it replaces (5-10% of the model on an AVX2 CPU); pass "
-                                   "disabled_optimizers to onnxruntime.InferenceSession to do the same"}, **facts}
+                "session": {
+                    "disabled_optimizers": list(DISABLED_OPTIMIZERS), "config_entries": SESSION_CONFIG,
+                    "why": {"disabled_optimizers": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than "
+                                                   "the Add and LayerNormalization it replaces (5-10% of the model on "
+                                                   "an AVX2 CPU)",
+                            "session.set_denormal_as_zero": "padded windows otherwise run 1.3-1.7x slower: the masked "
+                                                            "attention scores turn into subnormal floats in Softmax; "
+                                                            "ONNX Runtime also sets it on the thread that creates the "
+                                                            "session",
+                            "how": "pass disabled_optimizers to onnxruntime.InferenceSession and each config entry to "
+                                   "SessionOptions.add_session_config_entry"}}, **facts}
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
-        ort = require_module("onnxruntime", "onnxruntime")
-        settings = ort.SessionOptions()
-        # Idle worker threads otherwise spin after each call and steal the cores from whatever runs next
-        # (benchmarks interleave models on the same cores).
-        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            settings.intra_op_num_threads = threads
-            settings.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=list(DISABLED_OPTIMIZERS))
+        session = cpu_session(path, threads)
         names = tuple(i["name"] for i in manifest["inputs"])
 
         def predict(feed: dict[str, np.ndarray]):
@@ -128,7 +133,45 @@ class OnnxExporter(Exporter):
             return start, end
 
         return Runner(predict, names, batch_one=False, info={"providers": session.get_providers(),
-                                                             "disabled_optimizers": list(DISABLED_OPTIMIZERS)})
+                                                             "disabled_optimizers": list(DISABLED_OPTIMIZERS),
+                                                             "config_entries": SESSION_CONFIG})
+
+    def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
+                    threads: int | None = None) -> dict:
+        with tempfile.TemporaryDirectory() as trace_dir:
+            session = cpu_session(path, threads, profile_prefix=str(Path(trace_dir) / "ort"))
+            for _ in range(warmup + runs):
+                session.run(list(OUTPUT_NAMES), feed)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        # Each session.run is one "model_run" event; the node events inside the timed ones are kept.
+        calls = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[warmup:]
+        ops = Counter()
+        for event in events:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                if any(start <= event["ts"] <= end for start, end in calls):
+                    ops[event["args"]["op_name"]] += event["dur"] / 1000 / runs
+        return {"ops": dict(ops), "wall_ms": sum(end - start for start, end in calls) / 1000 / runs,
+                "profiler": "onnxruntime SessionOptions.enable_profiling (kernel time per node)"}
+
+
+def cpu_session(path: Path, threads: int | None = None, profile_prefix: str | None = None):
+    """An ONNX Runtime CPU session as pocketbert runs it (the manifest's session settings); with `profile_prefix`,
+    ONNX Runtime's profiler writes its trace there."""
+    ort = require_module("onnxruntime", "onnxruntime")
+    settings = ort.SessionOptions()
+    # Idle worker threads otherwise spin after each call and steal the cores from whatever runs next
+    # (benchmarks interleave models on the same cores).
+    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in SESSION_CONFIG.items():
+        settings.add_session_config_entry(key, value)
+    if threads:
+        settings.intra_op_num_threads = threads
+        settings.inter_op_num_threads = 1
+    if profile_prefix:
+        settings.enable_profiling = True
+        settings.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
 
 
 # int8-static quantizes only these ops' inputs and outputs. Measured on the demo's student (96 real dev windows,

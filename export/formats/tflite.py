@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pocketbert.errors import PocketbertError, require_module
+from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import MASK_VALUE, OUTPUT_NAMES, QAModule
@@ -405,3 +405,8 @@ class TfliteExporter(Exporter):
 
         return Runner(predict, names, batch_one=True, lengths=tuple(sorted(runners)),
                       info={"signatures": [signature_name(n) for n in sorted(runners)], "threads": threads})
+
+    def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
+                    threads: int | None = None) -> dict:
+        raise NotRunnableHere("ai-edge-litert's Python interpreter exposes no per-op profiler; LiteRT's benchmark_model "
+                              "tool (--enable_op_profiling=true, built from its sources) reports one")
