@@ -2,7 +2,7 @@
 # The README's real-size table: the DistilBERT architecture exported to every runnable format vs the
 # BERT-base baseline, at the paper's length 384, on this machine's CPU. Cost only: both are the
 # random-weight presets (same shapes and ops as the real models; accuracy is the demo's job).
-# Usage: bash bench/paper_comparison.sh [OUT]   (default runs/paper; about 40 minutes on 2 cores)
+# Usage: bash bench/paper_comparison.sh [OUT]   (default runs/paper; about 45 minutes on 2 cores)
 set -euo pipefail
 out=${1:-runs/paper}
 pb=${POCKETBERT:-.venv/bin/pocketbert}
@@ -29,3 +29,6 @@ export_once tflite-int4 --format tflite --precision int4 --seq-len 384
 # baseline-cache/ after the first run).
 "$pb" bench "$out"/executorch-fp32 "$out"/tflite-fp32 "$out"/onnx-fp32 distilbert-base \
   --baseline bert-base --seq-len 384 --modes model --out "$out/bench-fp32-per-runtime"
+# Where each runtime's time goes at 384 tokens, per op type (LiteRT has no profiler to read: a row says so).
+"$pb" bench op-profile "$out"/onnx-fp32 "$out"/onnx-int8 "$out"/executorch-fp32 "$out"/executorch-int8 \
+  "$out"/tflite-int8 distilbert-base --seq-len 384 --threads 2 --out "$out/op-profile"
