@@ -53,7 +53,7 @@ def profile_models(specs, out: str | Path, seq_len: int = 384, warmup: int = 3, 
 def profile_target(target: Target, seq_len: int, warmup: int, runs: int, threads: int | None) -> dict:
     row = {"model": target.label, "path": target.path, "runtime": target.runtime, "precision": target.precision,
            "backend": target.backend}
-    if not takes_length(target, seq_len):
+    if not target.supports(seq_len):
         return {**row, "reason": f"the artifact does not take length {seq_len}"}
     try:
         profile = (eager_profile(target, seq_len, warmup, runs, threads) if target.format == EAGER_FORMAT
@@ -69,15 +69,6 @@ def profile_target(target: Target, seq_len: int, warmup: int, runs: int, threads
     other = sum(ops.values()) - matrix
     return {**row, "profiler": profile["profiler"], "wall_ms": profile["wall_ms"], "matrix_ms": matrix,
             "other_ms": other, "outside_ops_ms": max(profile["wall_ms"] - matrix - other, 0.0), "ops_ms": ops}
-
-
-def takes_length(target: Target, length: int) -> bool:
-    """Whether the artifact's file takes `length` (a range export takes every length between its ends, not only the
-    ones it was exported at)."""
-    sequence = (target.manifest or {}).get("accepted_lengths", {}).get("sequence", {})
-    if sequence.get("kind") == "range":
-        return sequence["min"] <= length <= sequence["max"]
-    return target.supports(length)
 
 
 def one_window(target: Target, input_names, seq_len: int) -> dict:

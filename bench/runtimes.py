@@ -99,10 +99,14 @@ def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) ->
     format_class(manifest["format"])  # an unknown runtime fails here, in one line, before any measuring
     artifact = folder / manifest["artifact"]
     seq = manifest["sequence"]
+    lengths, max_len = None if seq["dynamic"] else tuple(seq["lengths"]), seq["max"]
+    accepted = manifest.get("accepted_lengths", {}).get("sequence", {})
+    if accepted.get("kind") == "range":  # the file takes every length up to its end, not only those exported at
+        lengths, max_len = None, accepted["max"]
     source = manifest.get("source", {})
     return Target(
         label or f"{folder.name}", role, str(folder), manifest["format"], manifest["precision"],
-        manifest.get("backend"), None if seq["dynamic"] else tuple(seq["lengths"]), seq["max"],
+        manifest.get("backend"), lengths, max_len,
         manifest.get("parameters"), bool(source.get("random_weights")), manifest["file_bytes"],
         gzip_size(artifact) if sizes else None,
         source.get("encoder"), manifest,
