@@ -39,6 +39,7 @@ BASELINE_CACHE = "baseline-cache"
 MATMUL_SIZE = 2048
 PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 INTEGER_GEMM_PRECISIONS = {"int8-static": "int8", "int4": "int8"}
+INT8_ENGINES = ("fbgemm", "onednn")  # torch's quantized engines whose best int8 GEMM is the int8 peak
 
 # End-to-end mode answers one real question: tokenise, run, decode the span.
 E2E_EXAMPLE = QAExample(
@@ -76,14 +77,32 @@ def timed_call(runner, tokenizer, mode: str, length: int):
 def peak_matmul_gflops(threads: int, precision: str = "fp32", max_size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     """Best-of-`repeats` GFLOP/s (GOP/s for int8) of a square GEMM in `precision` at `threads` threads.
 
-    fp32 and bf16 are torch.matmul; int8 is fbgemm's dynamically quantised linear (u8 x s8 -> s32), the int8
-    GEMM that int8 CPU runtimes use, not torch._int_mm's reference loop. The size doubles from 256 until one
-    call takes 50 ms (or `max_size`), so a precision this CPU only emulates (bf16 without avx512_bf16/AMX)
-    is measured in seconds, not minutes.
+    fp32 and bf16 are torch.matmul; int8 is a dynamically quantised linear (u8 x s8 -> s32), the int8 GEMM that
+    int8 CPU runtimes use, not torch._int_mm's reference loop, in the fastest of torch's quantized engines: fbgemm
+    has AVX2 and AVX-512 VNNI kernels, oneDNN also AMX tiles, which on an AMX Xeon ran 1.5x fbgemm (1168 vs 756
+    GOP/s, 2026-12-01); with fbgemm alone the int8 runtimes measured above their "peak". The size doubles from 256
+    until one call takes 50 ms (or `max_size`), so a precision this CPU only emulates (bf16 without
+    avx512_bf16/AMX) is measured in seconds, not minutes.
     """
     import torch
 
     torch.set_num_threads(threads)
+    if precision == "int8":
+        return max(_with_quantized_engine(torch, engine, lambda: _square_gemm_rate(torch, precision, max_size, repeats))
+                   for engine in INT8_ENGINES if engine in torch.backends.quantized.supported_engines)
+    return _square_gemm_rate(torch, precision, max_size, repeats)
+
+
+def _with_quantized_engine(torch, engine: str, measure):
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        return measure()
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _square_gemm_rate(torch, precision: str, max_size: int, repeats: int) -> float:
     size = 256
     while True:
         gemm = _gemm(torch, precision, size)
@@ -102,7 +121,7 @@ def _gemm(torch, precision: str, size: int):
     if precision == "int8":
         import warnings
 
-        with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated, and still fbgemm's way in
+        with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated, and still the way in
             warnings.simplefilter("ignore")
             weight = torch.quantize_per_tensor(torch.randn(size, size), 0.05, 0, torch.qint8)
             packed = torch.ops.quantized.linear_prepack(weight, None)

@@ -192,8 +192,12 @@ def test_each_precision_is_judged_against_its_own_gemm_peak():
     from pocketbert.bench.measure import peak_matmul_gflops, peak_precision
 
     assert [peak_precision(p) for p in ("fp32", "fp16", "int8", "palette4", "bf16")] == ["fp32", "fp32", "int8", "fp32", "bf16"]
+    import torch
+
+    engine = torch.backends.quantized.engine
     for precision in ("fp32", "bf16", "int8"):  # small sizes: this checks the kernels run, not how fast
         assert peak_matmul_gflops(1, precision, max_size=256, repeats=1) > 0
+    assert torch.backends.quantized.engine == engine  # int8 tries each quantized engine and puts the user's back
 
 
 def test_cpu_instruction_sets_are_read_from_cpuinfo():
