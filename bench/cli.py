@@ -1,5 +1,5 @@
 """`pocketbert bench MODEL...`, `pocketbert bench peers CHECKPOINT`, `pocketbert bench onnx-int8-settings ARTIFACT`,
-`pocketbert bench op-profile MODEL...` and `pocketbert eval MODEL... --data dev.json`."""
+`pocketbert bench op-profile MODEL...`, `pocketbert bench gemm` and `pocketbert eval MODEL... --data dev.json`."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint 
 PEERS = "peers"
 ONNX_INT8_SETTINGS = "onnx-int8-settings"
 OP_PROFILE = "op-profile"
+GEMM = "gemm"
 
 
 class BenchParser(argparse.ArgumentParser):
@@ -35,10 +36,11 @@ def register(sub) -> None:
                                    "compares our exports with the standard exporters' (see `bench peers -h`); "
                                    "`pocketbert bench onnx-int8-settings ARTIFACT` compares ONNX Runtime int8 "
                                    "settings on this CPU; `pocketbert bench op-profile MODEL...` shows where each "
-                                   "model's time goes, per op type.")
+                                   "model's time goes, per op type; `pocketbert bench gemm` how fast each runtime's "
+                                   "fp32 and int8 kernels multiply matrices here.")
     p.__class__ = BenchParser  # add_parser builds a plain ArgumentParser
     p.comparisons = {PEERS: peers_parser(p.prog), ONNX_INT8_SETTINGS: onnx_int8_settings_parser(p.prog),
-                     OP_PROFILE: op_profile_parser(p.prog)}
+                     OP_PROFILE: op_profile_parser(p.prog), GEMM: gemm_parser(p.prog)}
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--baseline", default="bert-base",
                    help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
@@ -151,6 +153,40 @@ def op_profile_parser(bench_prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default="op-profile", help="output folder (default op-profile)")
     p.set_defaults(func=run_op_profile_cli)
     return p
+
+
+def gemm_parser(bench_prog: str) -> argparse.ArgumentParser:
+    from pocketbert.bench import gemm
+
+    summary = " ".join(gemm.__doc__.split("\n\n")[0].split())
+    p = argparse.ArgumentParser(prog=f"{bench_prog} {GEMM}", description=f"{summary} Writes results.json, report.md "
+                                                                         "and gemm.png.")
+    p.add_argument("--rows", type=int, default=384, help="rows of the input: the sequence length (default 384)")
+    p.add_argument("--inner", type=int, default=768, help="input width of the layer (default 768)")
+    p.add_argument("--outer", type=int, default=3072, help="output width of the layer (default 3072)")
+    p.add_argument("--runtimes", nargs="+", choices=tuple(gemm.RUNTIMES), default=tuple(gemm.RUNTIMES),
+                   help="runtimes to measure (default all; pytorch, the reference, always runs)")
+    p.add_argument("--threads", type=int, default=2, help="threads for every runtime and torch's peaks (default 2)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up calls per runtime (default 10)")
+    p.add_argument("--runs", type=int, default=50, help="timed calls per runtime (default 50)")
+    p.add_argument("--out", default="gemm", help="output folder (default gemm)")
+    p.set_defaults(func=run_gemm_cli)
+    return p
+
+
+def run_gemm_cli(args) -> int:
+    from pocketbert.bench.gemm import measure_gemm_rates, unit, vs_reference
+
+    results = measure_gemm_rates(args.out, args.rows, args.inner, args.outer, args.threads, args.warmup, args.runs,
+                                 args.runtimes)
+    for row in results["rows"]:
+        name = f"{row['runtime']} {row['precision']}"
+        if "rate" in row:
+            print(f"{name}: {row['rate']:,.0f} {unit(row['precision'])} ({vs_reference(row)} PyTorch eager fp32)")
+        else:
+            print(f"{name}: not measured ({row['reason']})")
+    print(f"wrote {args.out}/results.json, {args.out}/report.md and {args.out}/gemm.png")
+    return 0
 
 
 def run_op_profile_cli(args) -> int:

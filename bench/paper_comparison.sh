@@ -32,3 +32,5 @@ export_once tflite-int4 --format tflite --precision int4 --seq-len 384
 # Where each runtime's time goes at 384 tokens, per op type (LiteRT has no profiler to read: a row says so).
 "$pb" bench op-profile "$out"/onnx-fp32 "$out"/onnx-int8 "$out"/executorch-fp32 "$out"/executorch-int8 \
   "$out"/tflite-int8 distilbert-base --seq-len 384 --threads 2 --out "$out/op-profile"
+# How fast each runtime's own fp32 and int8 kernels multiply matrices on this CPU (feed-forward layers alone).
+"$pb" bench gemm --out "$out/gemm"
