@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pocketbert.bench.measure import interleave, measure_peaks
 from pocketbert.errors import PocketbertError, first_line, require_module
-from pocketbert.fsutil import atomic_dir
+from pocketbert.fsutil import atomic_dir, make_dirs
 from pocketbert.results import latency_stats, machine_info
 
 PRECISIONS = ("fp32", "int8")
@@ -134,6 +134,7 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
     if unknown:
         raise PocketbertError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
     runtimes = (REFERENCE[0],) + tuple(r for r in runtimes if r != REFERENCE[0])  # every run has its reference
+    make_dirs(Path(out).parent)  # a folder that cannot be written fails now, not after every runtime has run
     torch.set_num_threads(threads)
     layer = feed_forward_layers(inner, outer)
     sample = torch.randn(1, rows, inner)

@@ -46,5 +46,8 @@ def test_the_command_writes_the_report_and_refuses_bad_sizes_in_one_line(tmp_pat
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "must be at least 1" in error
     assert not (tmp_path / "bad").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(PocketbertError, match="not under a file"):  # up front, before any export
+        measure_gemm_rates(tmp_path / "a-file" / "gemm", rows=8, inner=32, outer=64, runs=1)
     with pytest.raises(PocketbertError, match="unknown runtime"):
         measure_gemm_rates(tmp_path / "bad", runtimes=("tensorrt",))
