@@ -1,6 +1,6 @@
-"""How fast each runtime multiplies matrices on this CPU: a few linear layers, exported and quantized the way `pocketbert
-export` exports a model (ONNX Runtime's dynamic int8, ExecuTorch's torchao 8da8w lowered to XNNPACK, LiteRT's
-ai-edge-quantizer dynamic int8), timed in its own runtime beside eager PyTorch and torch's GEMM peaks.
+"""How fast each runtime multiplies matrices on this CPU: a few linear layers, exported and quantized the way
+`pocketbert export` exports a model (ONNX Runtime's dynamic int8, ExecuTorch's torchao 8da8w lowered to XNNPACK,
+LiteRT's ai-edge-quantizer dynamic int8), timed in its own runtime beside eager PyTorch and torch's GEMM peaks.
 
 The default layers are two feed-forward blocks of BERT-base and DistilBERT at the benchmark's length (384 tokens,
 768 -> 3072 -> 768, twice), the shapes where those models spend most of their time; the output has the hidden width,
@@ -27,14 +27,12 @@ PRECISIONS = ("fp32", "int8")
 # int8 outputs differ from fp32 by the quantization of four layers' weights and activations (2-5% here); more than
 # this means a broken kernel.
 INT8_RELATIVE_ERROR = 0.15
-# Rates come from the fastest call, as torch's peaks are best-of-N: one layer is short enough (a few ms) that a call
-# which wakes a sleeping worker thread late runs up to twice as long (one ExecuTorch int8 layer: 2.6-5.1 ms here).
+# Rates come from the fastest call, as torch's peaks are best-of-N: an int8 call is short enough (a few ms) that one
+# which wakes a sleeping worker thread late runs up to twice as long (a single ExecuTorch int8 layer: 2.6-5.1 ms here).
 RATE_STATISTIC = "min"
 # Each rate is also given against eager PyTorch fp32 in the same interleaved run: the peaks, measured just before, can
 # drift by a third on these shared VMs within minutes, so only rates of one run compare.
 REFERENCE = ("pytorch", "fp32")
-
-
 BLOCKS = 2  # feed-forward blocks (two linear layers each) per call
 
 
@@ -47,13 +45,13 @@ def feed_forward_layers(inner: int, outer: int, blocks: int = BLOCKS, seed: int 
     return torch.nn.Sequential(*layers).eval()
 
 
-def onnx_call(layer, precision: str, sample, folder: Path, threads: int):
+def onnx_call(layers, precision: str, sample, folder: Path, threads: int):
     import torch
 
     from pocketbert.export.formats.onnx import OPSET, cpu_session, quantize_dynamic_int8
 
     fp32_path = folder / "linear.onnx"
-    torch.onnx.export(layer, (sample,), dynamo=True, opset_version=OPSET, input_names=["x"], output_names=["y"],
+    torch.onnx.export(layers, (sample,), dynamo=True, opset_version=OPSET, input_names=["x"], output_names=["y"],
                       verbose=False).save(str(fp32_path))
     path = fp32_path
     if precision == "int8":
@@ -63,7 +61,7 @@ def onnx_call(layer, precision: str, sample, folder: Path, threads: int):
     return lambda: session.run(None, feed)[0]
 
 
-def executorch_call(layer, precision: str, sample, folder: Path, threads: int):
+def executorch_call(layers, precision: str, sample, folder: Path, threads: int):
     import torch
 
     exir = require_module("executorch.exir", "executorch")
@@ -71,10 +69,10 @@ def executorch_call(layer, precision: str, sample, folder: Path, threads: int):
     from pocketbert.export.formats.executorch_quant import quantize_weights
 
     if precision == "int8":
-        layer = copy.deepcopy(layer)
-        quantize_weights(layer, "int8")
+        layers = copy.deepcopy(layers)
+        quantize_weights(layers, "int8")
     with torch.no_grad():
-        exported = torch.export.export(layer, (sample,))
+        exported = torch.export.export(layers, (sample,))
     program = exir.to_edge_transform_and_lower(exported, partitioner=[xnnpack_partitioner()]).to_executorch()
     path = folder / f"linear_{precision}.pte"
     path.write_bytes(program.buffer)
@@ -83,12 +81,12 @@ def executorch_call(layer, precision: str, sample, folder: Path, threads: int):
     return lambda: method.execute([sample])[0].numpy()
 
 
-def litert_call(layer, precision: str, sample, folder: Path, threads: int):
+def litert_call(layers, precision: str, sample, folder: Path, threads: int):
     litert_torch = require_module("litert_torch", "litert-torch")
     interpreter_module = require_module("ai_edge_litert.interpreter", "ai-edge-litert")
     from pocketbert.export.formats.tflite import quantization_recipe
 
-    model = bytes(litert_torch.convert(layer, (sample,)).model_content())
+    model = bytes(litert_torch.convert(layers, (sample,)).model_content())
     if precision == "int8":
         aeq = require_module("ai_edge_quantizer", "ai-edge-quantizer")
         model = bytes(aeq.quantizer.Quantizer(model, quantization_recipe("int8")).quantize().quantized_model)
@@ -100,7 +98,7 @@ def litert_call(layer, precision: str, sample, folder: Path, threads: int):
     return lambda: next(iter(runner(**feed).values()))
 
 
-def pytorch_call(layer, precision: str, sample, folder: Path, threads: int):
+def pytorch_call(layers, precision: str, sample, folder: Path, threads: int):
     """Eager PyTorch, the reference: fp32 as the checkpoint runs, int8 by torch's own dynamic quantization."""
     import warnings
 
@@ -109,11 +107,11 @@ def pytorch_call(layer, precision: str, sample, folder: Path, threads: int):
     if precision == "int8":
         with warnings.catch_warnings():  # torch.ao's dynamic quantization is deprecated, and still eager's int8
             warnings.simplefilter("ignore")
-            layer = torch.ao.quantization.quantize_dynamic(copy.deepcopy(layer), {torch.nn.Linear}, dtype=torch.qint8)
+            layers = torch.ao.quantization.quantize_dynamic(copy.deepcopy(layers), {torch.nn.Linear}, dtype=torch.qint8)
 
     def call():
         with torch.no_grad():
-            return layer(sample).numpy()
+            return layers(sample).numpy()
 
     return call
 
@@ -123,8 +121,8 @@ RUNTIMES = {"pytorch": pytorch_call, "onnxruntime": onnx_call, "executorch": exe
 
 def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer: int = 3072, threads: int = 2,
                        warmup: int = 10, runs: int = 50, runtimes=tuple(RUNTIMES)) -> dict:
-    """Each runtime's fp32 and int8 rate on feed-forward layers (`rows` x `inner` -> `outer` -> `inner`, BLOCKS times), the
-    calls interleaved, beside
+    """Each runtime's fp32 and int8 rate on feed-forward layers (`rows` x `inner` -> `outer` -> `inner`, BLOCKS
+    times), the calls interleaved, beside
     this machine's torch GEMM peaks; writes results.json, report.md and gemm.png to `out` and returns the results."""
     import torch
 
@@ -136,10 +134,10 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
     runtimes = (REFERENCE[0],) + tuple(r for r in runtimes if r != REFERENCE[0])  # every run has its reference
     make_dirs(Path(out).parent)  # a folder that cannot be written fails now, not after every runtime has run
     torch.set_num_threads(threads)
-    layer = feed_forward_layers(inner, outer)
+    layers = feed_forward_layers(inner, outer)
     sample = torch.randn(1, rows, inner)
     with torch.no_grad():
-        expected = layer(sample).numpy()
+        expected = layers(sample).numpy()
     calls, rows_out = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         cells = [(runtime, precision) for runtime in runtimes for precision in PRECISIONS]
@@ -149,9 +147,9 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
             folder.mkdir()
             row = {"runtime": runtime, "precision": precision}
             try:
-                call = RUNTIMES[runtime](layer, precision, sample, folder, threads)
+                call = RUNTIMES[runtime](layers, precision, sample, folder, threads)
                 error = relative_error(np.asarray(call()).reshape(expected.shape), expected)
-            except Exception as err:  # one runtime that cannot build or run the layer must not sink the others
+            except Exception as err:  # one runtime that cannot build or run the layers must not sink the others
                 rows_out.append({**row, "reason": f"{type(err).__name__}: {first_line(err)}"})
                 continue
             if precision == "int8" and error > INT8_RELATIVE_ERROR:

@@ -79,10 +79,11 @@ def peak_matmul_gflops(threads: int, precision: str = "fp32", max_size: int = MA
 
     fp32 and bf16 are torch.matmul; int8 is a dynamically quantised linear (u8 x s8 -> s32), the int8 GEMM that
     int8 CPU runtimes use, not torch._int_mm's reference loop, in the fastest of torch's quantized engines: fbgemm
-    has AVX2 and AVX-512 VNNI kernels, oneDNN also AMX tiles, which on an AMX Xeon ran 1.5x fbgemm (1168 vs 756
-    GOP/s, 2026-12-01); with fbgemm alone the int8 runtimes measured above their "peak". The size doubles from 256
-    until one call takes 50 ms (or `max_size`), so a precision this CPU only emulates (bf16 without
-    avx512_bf16/AMX) is measured in seconds, not minutes.
+    has AVX2 and AVX-512 VNNI kernels, oneDNN also AMX tiles, which on an AMX Xeon ran 1.5-2.3x fbgemm (2026-12-01);
+    with fbgemm alone LiteRT's whole int8 model measured above the "peak". It is torch's best, not the CPU's: LiteRT's
+    own AMX kernels outran it there (`pocketbert bench gemm`). The size doubles from 256 until one call takes 50 ms
+    (or `max_size`), so a precision this CPU only emulates (bf16 without avx512_bf16/AMX) is measured in seconds, not
+    minutes.
     """
     import torch
 
