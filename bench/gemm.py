@@ -1,6 +1,7 @@
-"""How fast each runtime multiplies matrices on this CPU: a few linear layers, exported and quantized the way
-`pocketbert export` exports a model (ONNX Runtime's dynamic int8, ExecuTorch's torchao 8da8w lowered to XNNPACK,
-LiteRT's ai-edge-quantizer dynamic int8), timed in its own runtime beside eager PyTorch and torch's GEMM peaks.
+"""How fast each runtime multiplies matrices on this CPU: two feed-forward blocks of linear layers, exported and
+quantized the way `pocketbert export` exports a model (ONNX Runtime's dynamic int8, ExecuTorch's torchao 8da8w lowered
+to XNNPACK, LiteRT's ai-edge-quantizer dynamic int8), timed in its own runtime beside eager PyTorch and torch's GEMM
+peaks.
 
 The default layers are two feed-forward blocks of BERT-base and DistilBERT at the benchmark's length (384 tokens,
 768 -> 3072 -> 768, twice), the shapes where those models spend most of their time; the output has the hidden width,
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from pocketbert.bench.measure import interleave, measure_peaks
 from pocketbert.errors import PocketbertError, first_line, require_module
-from pocketbert.fsutil import atomic_dir, make_dirs
+from pocketbert.fsutil import atomic_dir, check_can_write_into
 from pocketbert.results import latency_stats, machine_info
 
 PRECISIONS = ("fp32", "int8")
@@ -126,13 +127,16 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
     this machine's torch GEMM peaks; writes results.json, report.md and gemm.png to `out` and returns the results."""
     import torch
 
-    if min(rows, inner, outer, threads, runs) < 1 or warmup < 0:
-        raise PocketbertError("--rows, --inner, --outer, --threads and --runs must be at least 1, --warmup at least 0")
+    sizes = {"--rows": rows, "--inner": inner, "--outer": outer, "--threads": threads, "--runs": runs}
+    wrong = [f"{name} {value}" for name, value in sizes.items() if value < 1] + ([f"--warmup {warmup}"] if warmup < 0
+                                                                                 else [])
+    if wrong:
+        raise PocketbertError(f"{', '.join(wrong)}: sizes, threads and runs must be at least 1, --warmup at least 0")
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise PocketbertError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
     runtimes = (REFERENCE[0],) + tuple(r for r in runtimes if r != REFERENCE[0])  # every run has its reference
-    make_dirs(Path(out).parent)  # a folder that cannot be written fails now, not after every runtime has run
+    check_can_write_into(Path(out).parent)  # fails now, not after every runtime has run
     torch.set_num_threads(threads)
     layers = feed_forward_layers(inner, outer)
     sample = torch.randn(1, rows, inner)
@@ -168,7 +172,7 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
         if isinstance(timed, str):
             row["reason"] = timed
         elif timed is not None:
-            latency = latency_stats(timed)
+            latency = latency_stats(timed, warmup)
             row["latency_ms"] = latency
             row["rate"] = operations / (latency[RATE_STATISTIC] / 1000) / 1e9
     reference = next((r["rate"] for r in rows_out if "rate" in r and (r["runtime"], r["precision"]) == REFERENCE), None)
@@ -204,10 +208,10 @@ def render(results: dict) -> str:
         f"Created {results['created']} on {machine['cpu']} ({machine.get('cores', '?')} cores; instruction sets: "
         f"{' '.join(machine.get('cpu_features') or []) or 'not read'}). {BLOCKS} feed-forward blocks of linear "
         f"layers, {shape['rows']} x {shape['inner']} -> {shape['outer']} -> {shape['inner']} each, no activation "
-        f"({results['operations'] / 1e9:.2f} G ops a call), {results['threads']} threads, warm-up "
+        f"({results['operations'] / 1e6:,.1f} M ops a call), {results['threads']} threads, warm-up "
         f"{results['warmup']} + {results['runs']} runs, the calls interleaved. Rates from the fastest call, as "
-        f"torch's peaks are best of several; ms: fastest / median. torch's GEMM peaks, measured just before the "
-        f"timed calls: fp32 {peaks['fp32']:,.1f} GFLOP/s, int8 {peaks['int8']:,.1f} GOP/s (the faster of fbgemm and "
+        f"torch's peaks are best of several; ms: fastest / median. torch's GEMM peaks (square GEMMs up to 2048), measured "
+        f"just before the timed calls: fp32 {peaks['fp32']:,.1f} GFLOP/s, int8 {peaks['int8']:,.1f} GOP/s (the faster of fbgemm and "
         f"oneDNN). Compare rates of one run only.", "",
         "| runtime | precision | ms | rate | vs PyTorch eager fp32 (same run) | max error vs fp32 torch (relative) |",
         "| --- | --- | --- | --- | --- | --- |",

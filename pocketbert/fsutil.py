@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,16 @@ def make_dirs(folder: str | Path) -> Path:
     return folder
 
 
+def check_can_write_into(folder: str | Path) -> None:
+    """Make `folder` and create (then remove) a folder inside it, so that an output that cannot be written fails
+    before a long command's work, in the same one line atomic_dir gives at its end."""
+    folder = make_dirs(folder)
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".pocketbert-check-"))
+    except OSError as err:
+        raise PocketbertError(f"cannot write into '{folder}' ({err.strerror}); choose a writable output folder") from None
+
+
 @contextmanager
 def new_output_folder(folder: str | Path) -> Iterator[Path]:
     """make_dirs for a command that fills its folder as it goes: a folder this call created is removed again if the
@@ -124,6 +135,8 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     make_dirs(out.parent)
     remove_stale_temps(out)
+    if out.exists() and not out.is_dir():  # --force replaces an earlier output folder, never a file of the user's
+        raise PocketbertError(f"output '{out}' is a file, not a folder; choose a folder path for the output")
     if out.exists() and not force:
         raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

@@ -42,9 +42,9 @@ def test_the_command_writes_the_report_and_refuses_bad_sizes_in_one_line(tmp_pat
     # The reference runs whichever runtimes are asked for.
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {row["runtime"] for row in rows} == {"pytorch", "onnxruntime"}
-    assert main(["bench", "gemm", "--rows", "0", "--out", str(tmp_path / "bad")]) != 0
+    assert main(["bench", "gemm", "--rows", "-3", "--out", str(tmp_path / "bad")]) != 0
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "must be at least 1" in error
+    assert len(error.splitlines()) == 1 and "--rows -3" in error and "must be at least 1" in error
     assert not (tmp_path / "bad").exists()
     (tmp_path / "a-file").write_text("")
     with pytest.raises(PocketbertError, match="not under a file"):  # up front, before any export

@@ -141,3 +141,13 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, place):
         assert err.startswith("pocketbert: error: ") and err.count("\n") == 1, err
         assert ("is a file" in err) if place == "under-a-file" else ("pocketbert-out" in err or str(parent) in err)
     assert not Path(out).exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused_and_the_file_kept(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(PocketbertError, match="is a file, not a folder"):
+        with atomic_dir(notes, force=True):  # --force replaces an earlier output folder, never a user's file
+            pass
+    assert notes.read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
