@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pocketbert.bench.measure import interleave, measure_peaks
 from pocketbert.errors import PocketbertError, first_line, require_module
-from pocketbert.fsutil import atomic_dir, check_can_write_into
+from pocketbert.fsutil import atomic_dir, check_output_path
 from pocketbert.results import latency_stats, machine_info
 
 PRECISIONS = ("fp32", "int8")
@@ -123,20 +123,20 @@ RUNTIMES = {"pytorch": pytorch_call, "onnxruntime": onnx_call, "executorch": exe
 def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer: int = 3072, threads: int = 2,
                        warmup: int = 10, runs: int = 50, runtimes=tuple(RUNTIMES)) -> dict:
     """Each runtime's fp32 and int8 rate on feed-forward layers (`rows` x `inner` -> `outer` -> `inner`, BLOCKS
-    times), the calls interleaved, beside
-    this machine's torch GEMM peaks; writes results.json, report.md and gemm.png to `out` and returns the results."""
+    times), the calls interleaved, beside this machine's torch GEMM peaks; writes results.json, report.md and gemm.png
+    to `out` and returns the results."""
     import torch
 
-    sizes = {"--rows": rows, "--inner": inner, "--outer": outer, "--threads": threads, "--runs": runs}
-    wrong = [f"{name} {value}" for name, value in sizes.items() if value < 1] + ([f"--warmup {warmup}"] if warmup < 0
-                                                                                 else [])
+    least = {"--rows": (rows, 1), "--inner": (inner, 1), "--outer": (outer, 1), "--threads": (threads, 1),
+             "--runs": (runs, 1), "--warmup": (warmup, 0)}
+    wrong = [f"{name} {value}" for name, (value, low) in least.items() if value < low]
     if wrong:
         raise PocketbertError(f"{', '.join(wrong)}: sizes, threads and runs must be at least 1, --warmup at least 0")
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise PocketbertError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
     runtimes = (REFERENCE[0],) + tuple(r for r in runtimes if r != REFERENCE[0])  # every run has its reference
-    check_can_write_into(Path(out).parent)  # fails now, not after every runtime has run
+    check_output_path(out)  # fails now, not after every runtime has run
     torch.set_num_threads(threads)
     layers = feed_forward_layers(inner, outer)
     sample = torch.randn(1, rows, inner)
@@ -210,9 +210,9 @@ def render(results: dict) -> str:
         f"layers, {shape['rows']} x {shape['inner']} -> {shape['outer']} -> {shape['inner']} each, no activation "
         f"({results['operations'] / 1e6:,.1f} M ops a call), {results['threads']} threads, warm-up "
         f"{results['warmup']} + {results['runs']} runs, the calls interleaved. Rates from the fastest call, as "
-        f"torch's peaks are best of several; ms: fastest / median. torch's GEMM peaks (square GEMMs up to 2048), measured "
-        f"just before the timed calls: fp32 {peaks['fp32']:,.1f} GFLOP/s, int8 {peaks['int8']:,.1f} GOP/s (the faster of fbgemm and "
-        f"oneDNN). Compare rates of one run only.", "",
+        f"torch's peaks are best of several; ms: fastest / median. torch's GEMM peaks (square GEMMs up to 2048), "
+        f"measured just before the timed calls: fp32 {peaks['fp32']:,.1f} GFLOP/s, int8 {peaks['int8']:,.1f} GOP/s "
+        f"(the faster of fbgemm and oneDNN). Compare rates of one run only.", "",
         "| runtime | precision | ms | rate | vs PyTorch eager fp32 (same run) | max error vs fp32 torch (relative) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

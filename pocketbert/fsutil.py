@@ -73,14 +73,22 @@ def make_dirs(folder: str | Path) -> Path:
     return folder
 
 
-def check_can_write_into(folder: str | Path) -> None:
-    """Make `folder` and create (then remove) a folder inside it, so that an output that cannot be written fails
-    before a long command's work, in the same one line atomic_dir gives at its end."""
-    folder = make_dirs(folder)
+def _unwritable(folder: Path, err: OSError) -> PocketbertError:
+    return PocketbertError(f"cannot write into '{folder}' ({err.strerror}); choose a writable output folder")
+
+
+def check_output_path(out: str | Path) -> Path:
+    """The one-line refusals atomic_dir gives, available before a long command's work: `out`'s folder cannot be made
+    or written into, or `out` is a file (--force replaces an earlier output folder, never a file of the user's)."""
+    out = Path(out)
+    folder = make_dirs(out.parent)
+    if out.exists() and not out.is_dir():
+        raise PocketbertError(f"output '{out}' is a file, not a folder; choose a folder path for the output")
     try:
         os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".pocketbert-check-"))
     except OSError as err:
-        raise PocketbertError(f"cannot write into '{folder}' ({err.strerror}); choose a writable output folder") from None
+        raise _unwritable(folder, err) from None
+    return out
 
 
 @contextmanager
@@ -132,11 +140,8 @@ def remove_stale_temps(out: Path) -> None:
 def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces `out` only if the block succeeds (and no interrupt
     arrived meanwhile)."""
-    out = Path(out)
-    make_dirs(out.parent)
+    out = check_output_path(out)
     remove_stale_temps(out)
-    if out.exists() and not out.is_dir():  # --force replaces an earlier output folder, never a file of the user's
-        raise PocketbertError(f"output '{out}' is a file, not a folder; choose a folder path for the output")
     if out.exists() and not force:
         raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -144,7 +149,7 @@ def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     try:
         tmp.mkdir()
     except OSError as err:
-        raise PocketbertError(f"cannot write into '{out.parent}' ({err.strerror}); choose a writable output folder") from None
+        raise _unwritable(out.parent, err) from None
     try:
         yield tmp
         raise_if_interrupted()
