@@ -13,10 +13,13 @@ TFLITE_SUPPORT_VENV := .venv-tflite-support
 TFLITE_SUPPORT_PINS := tflite-support==0.4.4 protobuf==3.20.3
 NODE_DIR := .node
 TRANSFORMERS_JS_PIN := @huggingface/transformers@4.3.2
+# The browser device (`--target browser:chromium`, `device web`): the WASM runtimes its pages load, served from here.
+WEB_NODE_DIR := $(NODE_DIR)/web
+WEB_NPM_PINS := onnxruntime-web@1.30.0 @litertjs/core@2.5.3
 
-.PHONY: setup test demo ablation peers clean board
+.PHONY: setup test lint demo ablation peers clean board
 
-setup: $(STAMP) $(OPTIMUM_VENV)/.installed $(TFLITE_SUPPORT_VENV)/.installed $(NODE_DIR)/.installed
+setup: $(STAMP) $(OPTIMUM_VENV)/.installed $(TFLITE_SUPPORT_VENV)/.installed $(NODE_DIR)/.installed $(WEB_NODE_DIR)/.installed
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,8 +55,24 @@ $(NODE_DIR)/.installed: Makefile
 		$(TRANSFORMERS_JS_PIN)
 	touch $@
 
+# Debian's Chromium, driven by Playwright (the PyPI package, in $(STAMP)) through executable_path: Playwright never
+# downloads a browser of its own. The pages load onnxruntime-web and LiteRT.js from $(WEB_NODE_DIR), nothing from the net.
+$(WEB_NODE_DIR)/.installed: Makefile
+	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; } \
+		|| echo "warning: could not install chromium (need root): the browser device tests will fail"
+	command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	mkdir -p $(WEB_NODE_DIR) && npm install -q --prefix $(WEB_NODE_DIR) --no-audit --no-fund --save-exact $(WEB_NPM_PINS)
+	touch $@
+
+# Two pytest-xdist workers (the CI machine has 2 cores); each test file stays on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+
+# ruff (pyflakes, pycodestyle, import order) and mypy on the package and tests; settings in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The emulated arm64 board the device tests run on (target board:arm64): needs root and Debian's qemu-user-static,
 # debootstrap, binfmt-support. Built once into ~/.cache/pocketbert/board (29 min fresh here, see README); later runs only start it.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pocketbert.bench.report import Goals
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
 from pocketbert.results import MODES
+
+# Each subcommand imports the stage code it runs inside its own function, so `pocketbert --help` stays fast.
 
 MODELS_HELP = "exported artifact folders (with manifest.json) and/or checkpoint folders (PyTorch eager)"
 PEERS = "peers"
@@ -26,7 +29,32 @@ class BenchParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         if args and args[0] in self.comparisons:
             return self.comparisons[args[0]].parse_known_args(args[1:], namespace)
+        where = self._comparison_after_options(args or [])
+        if where is not None:
+            # `bench --out X gemm ...`: options before the comparison's name are the comparison's options too.
+            return self.comparisons[args[where]].parse_known_args(args[where + 1:] + args[:where], namespace)
         return super().parse_known_args(args, namespace)
+
+    def _comparison_after_options(self, args: list[str]) -> int | None:
+        """The index of a comparison name that follows only options (and their values), or None."""
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if not arg.startswith("-") or arg == "--":
+                return index if index and arg in self.comparisons else None
+            action = self._option_string_actions.get(arg.split("=", 1)[0])
+            index += 1
+            if action is not None and "=" not in arg and action.nargs != 0:
+                if action.nargs in (None, 1):
+                    index += 1
+                else:  # a list option takes values up to the next option
+                    while index < len(args) and not args[index].startswith("-"):
+                        index += 1
+        return None
+
+
+NO_VERIFY_HELP = ("use artifacts whose file no longer matches the sha256 their manifest recorded at export "
+                  "(by default such a file is refused: it changed or was cut short)")
 
 
 def register(sub) -> None:
@@ -68,6 +96,7 @@ def register(sub) -> None:
     goals.add_argument("--goal-seq-len", type=int, default=Goals.seq_len, metavar="N",
                        help=f"the length the goals are judged at (default {Goals.seq_len})")
     p.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=run_bench_cli)
 
     e = sub.add_parser("eval", help="SQuAD v1.1 EM/F1 of artifacts in their own runtime, next to PyTorch",
@@ -81,20 +110,22 @@ def register(sub) -> None:
     e.add_argument("--predictions", metavar="FILE",
                    help="a saved {question id: answer text} file to score against --data instead of running models")
     e.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"window length (default {MAX_SEQ_LEN})")
-    e.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"window overlap (default {DOC_STRIDE})")
-    e.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN,
-                   help=f"question tokens kept (default {MAX_QUERY_LEN})")
+    # None when not given: the default, fitted to the window; a value given must fit (see qa_window_problems).
+    e.add_argument("--doc-stride", type=int, help=f"window overlap (default {DOC_STRIDE}, less in short windows)")
+    e.add_argument("--max-query-len", type=int,
+                   help=f"question tokens kept (default {MAX_QUERY_LEN}, at most half a short window)")
     e.add_argument("--stand-in-questions", type=int, metavar="N",
                    help="score artifacts that only a stand-in runs here (Core ML's numpy reference evaluator off "
                         "macOS, seconds per window) on the first N questions, beside PyTorch on the same N "
                         "(default: all)")
     e.add_argument("--out", help="folder for eval.json and predictions/; a bench output folder gets the scores in its "
                                  "report")
+    e.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     e.set_defaults(func=run_eval_cli)
 
 
 def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
-    from pocketbert.bench.peer_routes import FORMATS, PRECISIONS
+    from pocketbert.bench.studies.peers import FORMATS, PRECISIONS
 
     p = argparse.ArgumentParser(
         prog=f"{bench_prog} {PEERS}",
@@ -104,7 +135,7 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
                     "its documented XNNPACK recipe on the unmodified model, and optimum-executorch's where it can "
                     "export QA), time all of them in one interleaved "
                     "run in the same runtime and threads, and check each against the original transformers model. "
-                    "Writes results.json, report.md and peers.png; a peer whose tool is missing is a row saying so.")
+                    "Writes peers.json, report.md and peers.png; a peer whose tool is missing is a row saying so.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a QA checkpoint folder, or a preset (bert-base, distilbert-base: random weights, cost only)")
     p.add_argument("--seq-len", type=int, default=384, metavar="N", help="the length exported and timed (default 384)")
@@ -121,12 +152,12 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
 
 
 def onnx_int8_settings_parser(bench_prog: str) -> argparse.ArgumentParser:
-    from pocketbert.bench import onnx_int8_settings
+    from pocketbert.bench.studies import onnx_int8_settings
 
     # The module's docstring says what it compares; its first paragraph is the help.
     summary = " ".join(onnx_int8_settings.__doc__.split("\n\n")[0].split())
     p = argparse.ArgumentParser(prog=f"{bench_prog} {ONNX_INT8_SETTINGS}",
-                                description=f"{summary} Writes results.json, report.md and settings.png.")
+                                description=f"{summary} Writes onnx_int8_settings.json, report.md and settings.png.")
     p.add_argument("artifact", metavar="ONNX_FP32_ARTIFACT", help="a folder from `pocketbert export ... --format onnx`")
     p.add_argument("--data", required=True, help="SQuAD v1.1 file whose questions score answer agreement")
     p.add_argument("--seq-len", type=int, default=384, metavar="N", help="window length (default 384)")
@@ -139,11 +170,11 @@ def onnx_int8_settings_parser(bench_prog: str) -> argparse.ArgumentParser:
 
 
 def op_profile_parser(bench_prog: str) -> argparse.ArgumentParser:
-    from pocketbert.bench import op_profile
+    from pocketbert.bench.studies import op_profile
 
     summary = " ".join(op_profile.__doc__.split("\n\n")[0].split())
     p = argparse.ArgumentParser(prog=f"{bench_prog} {OP_PROFILE}",
-                                description=f"{summary} Writes results.json, report.md and op_profile.png.")
+                                description=f"{summary} Writes op_profile.json, report.md and op_profile.png.")
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--seq-len", type=int, default=384, metavar="N", help="window length (default 384)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls per model (default 3)")
@@ -156,10 +187,10 @@ def op_profile_parser(bench_prog: str) -> argparse.ArgumentParser:
 
 
 def gemm_parser(bench_prog: str) -> argparse.ArgumentParser:
-    from pocketbert.bench import gemm
+    from pocketbert.bench.studies import gemm
 
     summary = " ".join(gemm.__doc__.split("\n\n")[0].split())
-    p = argparse.ArgumentParser(prog=f"{bench_prog} {GEMM}", description=f"{summary} Writes results.json, report.md "
+    p = argparse.ArgumentParser(prog=f"{bench_prog} {GEMM}", description=f"{summary} Writes gemm.json, report.md "
                                                                          "and gemm.png.")
     p.add_argument("--rows", type=int, default=384, help="rows of the input: the sequence length (default 384)")
     p.add_argument("--inner", type=int, default=768, help="input width of the layer (default 768)")
@@ -174,9 +205,29 @@ def gemm_parser(bench_prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def run_gemm_cli(args) -> int:
-    from pocketbert.bench.gemm import measure_gemm_rates, unit, vs_reference
+def check_bench_options(args) -> None:
+    """Every numeric option of a bench / eval command in range, before any model is loaded or exported: one line
+    naming each option out of range. Options a command does not have are skipped."""
+    from pocketbert.options import above, at_least, check_options, each_at_least
 
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    seq_len = get("seq_len")
+    check_options(each_at_least("--seq-len", seq_len, 8) if isinstance(seq_len, list) else at_least("--seq-len", seq_len, 8),
+                  each_at_least("--sweep", get("sweep"), 8), at_least("--warmup", get("warmup"), 0),
+                  at_least("--runs", get("runs"), 1), at_least("--threads", get("threads"), 1),
+                  at_least("--top", get("top"), 1), at_least("--rows", get("rows"), 1),
+                  at_least("--inner", get("inner"), 1), at_least("--outer", get("outer"), 1),
+                  above("--goal-distil-speedup", get("goal_distil_speedup"), 0),
+                  above("--goal-mobile-speedup", get("goal_mobile_speedup"), 0),
+                  above("--goal-mobile-shrink", get("goal_mobile_shrink"), 0),
+                  above("--goal-flop-bound", get("goal_flop_bound"), 0), at_least("--goal-seq-len", get("goal_seq_len"), 8),
+                  at_least("--stand-in-questions", get("stand_in_questions"), 1))
+
+
+def run_gemm_cli(args) -> int:
+    from pocketbert.bench.studies.gemm import measure_gemm_rates, unit, vs_reference
+
+    check_bench_options(args)
     results = measure_gemm_rates(args.out, args.rows, args.inner, args.outer, args.threads, args.warmup, args.runs,
                                  args.runtimes)
     for row in results["rows"]:
@@ -185,13 +236,14 @@ def run_gemm_cli(args) -> int:
             print(f"{name}: {row['rate']:,.0f} {unit(row['precision'])} ({vs_reference(row)} PyTorch eager fp32)")
         else:
             print(f"{name}: not measured ({row['reason']})")
-    print(f"wrote {args.out}/results.json, {args.out}/report.md and {args.out}/gemm.png")
+    print(f"wrote {args.out}/gemm.json, {args.out}/report.md and {args.out}/gemm.png")
     return 0
 
 
 def run_op_profile_cli(args) -> int:
-    from pocketbert.bench.op_profile import profile_models
+    from pocketbert.bench.studies.op_profile import profile_models
 
+    check_bench_options(args)
     results = profile_models(args.models, args.out, args.seq_len, args.warmup, args.runs, args.threads, args.top)
     for row in results["rows"]:
         if "reason" in row:
@@ -200,13 +252,14 @@ def run_op_profile_cli(args) -> int:
             print(f"{row['model']} [{row['runtime']}/{row['precision']}]: {row['wall_ms']:.1f} ms profiled, matrix "
                   f"multiplies {row['matrix_ms']:.1f} ms, other ops {row['other_ms']:.1f} ms, outside ops "
                   f"{row['outside_ops_ms']:.1f} ms")
-    print(f"wrote {args.out}/results.json, {args.out}/report.md and {args.out}/op_profile.png")
+    print(f"wrote {args.out}/op_profile.json, {args.out}/report.md and {args.out}/op_profile.png")
     return 0
 
 
 def run_onnx_int8_settings_cli(args) -> int:
-    from pocketbert.bench.onnx_int8_settings import compare_int8_settings
+    from pocketbert.bench.studies.onnx_int8_settings import compare_int8_settings
 
+    check_bench_options(args)
     compare_int8_settings(args.artifact, args.data, args.out, args.seq_len, args.runs, args.warmup, args.threads)
     print((Path(args.out) / "report.md").read_text(), end="")
     return 0
@@ -214,15 +267,16 @@ def run_onnx_int8_settings_cli(args) -> int:
 
 def run_peers_cli(args) -> int:
     from pocketbert.bench.measure import BenchSettings
-    from pocketbert.bench.peer_routes import OPTIMUM_VENV, run_peers, versus_ours
+    from pocketbert.bench.studies.peers import OPTIMUM_VENV, run_peers, versus_ours
 
+    check_bench_options(args)
     settings = BenchSettings(warmup=args.warmup, runs=args.runs, threads=args.threads)
     results = run_peers(args.checkpoint, args.out, args.seq_len, tuple(args.formats), tuple(args.precisions), settings,
                         args.optimum_venv or OPTIMUM_VENV)
     for row in results["rows"]:
         timing = f"{row['ms']:.2f} ms, {versus_ours(row)}" if row["ms"] else row["reason"]
         print(f"{row['format']}/{row['precision']} {row['route']}: {timing}")
-    print(f"wrote {args.out}/results.json and {args.out}/report.md")
+    print(f"wrote {args.out}/peers.json and {args.out}/report.md")
     return 0
 
 
@@ -230,12 +284,14 @@ def run_bench_cli(args) -> int:
     from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
     from pocketbert.results import baseline_ratios
 
+    check_bench_options(args)
     settings = BenchSettings(seq_lens=tuple(args.seq_len), sweep=tuple(args.sweep), modes=tuple(args.modes),
                              warmup=args.warmup, runs=args.runs, threads=args.threads)
     baseline = Baseline(None if args.no_baseline else args.baseline, exported=not args.no_export_baseline)
     goals = Goals(args.goal_distil_speedup, args.goal_mobile_speedup, args.goal_mobile_shrink, args.goal_flop_bound,
                   args.goal_seq_len)
-    results = run_bench(args.models, args.out, settings, baseline, goals, merge=tuple(args.merge))
+    results = run_bench(args.models, args.out, settings, baseline, goals, merge=tuple(args.merge),
+                        verify=not args.no_verify)
     for r in results["records"]:
         if r["status"] == "ok" and r["latency_ms"] and r["seq_len"] in args.seq_len:
             print(f"{r['model']} [{r['runtime']}/{r['precision']}] {r['mode']} seq {r['seq_len']}: "
@@ -259,13 +315,23 @@ def run_eval_cli(args) -> int:
         if args.models:
             raise PocketbertError("pass either models to run or --predictions FILE to rescore, not both")
         result = rescore(args.predictions, args.data, out=args.out)
+        if result["unanswered"]:
+            print(f"pocketbert: warning: only {result['count'] - result['unanswered']} of the {result['count']} "
+                  f"questions of {args.data} have a prediction in {args.predictions}; the other "
+                  f"{result['unanswered']} score 0", file=sys.stderr)
         print(f"{args.predictions}: EM {result['exact_match']:.2f} F1 {result['f1']:.2f} on {result['count']} questions"
               f" ({result['unanswered']} without a prediction score 0; {result['unknown_ids']} ids not in {args.data})")
         if args.out:
             print(f"wrote {args.out}/question_scores.json and {args.out}/rescore.json")
         return 0
-    report = evaluate(args.models, args.data, QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len),
-                      out=args.out, stand_in_questions=args.stand_in_questions)
+    from pocketbert.options import check_options, qa_window_problems
+
+    check_bench_options(args)
+    check_options(*qa_window_problems(args.max_seq_len, args.doc_stride, args.max_query_len))
+    window = QAWindow(args.max_seq_len, DOC_STRIDE if args.doc_stride is None else args.doc_stride,
+                      MAX_QUERY_LEN if args.max_query_len is None else args.max_query_len)
+    report = evaluate(args.models, args.data, window,
+                      out=args.out, stand_in_questions=args.stand_in_questions, verify=not args.no_verify)
     for entry in report["entries"]:
         print(describe(entry))
     if args.out:

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.bench.report import INT8_F1_GOAL, INT8_F1_RULE, _save, render_eval_table, write_report
+from pocketbert.bench.report import render_eval_table, save_figure, write_report
 from pocketbert.bench.runtimes import Target, load_runner, open_target, open_targets, stand_in, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.fsutil import atomic_write_text, make_dirs, read_json, write_json
-from pocketbert.manifest import tool_versions
+from pocketbert.fsutil import atomic_dir, atomic_write_text, check_replaceable, read_json, write_json
+from pocketbert.manifest import artifact_verification, tool_versions
 from pocketbert.modeling import PRESETS
-from pocketbert.qa import (QAWindow, best_answers, decode_nbest, load_squad, prepare_features, question_scores,
-                           require_gold_answers, squad_scores)
+from pocketbert.qa import QAWindow, best_answers, decode_nbest, load_squad, prepare_features, question_scores, require_gold_answers, squad_scores
 from pocketbert.results import EAGER_FORMAT, RESULTS_NAME, load_results, save_results
+from pocketbert.rules import f1_verdict
+from pocketbert.sessions import applied, settings_of
 
 EVAL_NAME = "eval.json"
 ACCURACY_SIZE_PLOT = "accuracy_size.png"
@@ -77,9 +78,10 @@ def reference_checkpoint(target: Target) -> str | None:
 
 
 def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(), out: str | Path | None = None,
-             stand_in_questions: int | None = None) -> dict:
+             stand_in_questions: int | None = None, verify: bool = True) -> dict:
     """Score each model; write eval.json and each model's predictions (and fold the scores into a bench run's
-    report when `out` holds one).
+    report when `out` holds one). Every model is opened (and each artifact's sha256 checked, unless
+    `verify=False`: --no-verify) before any is run, and `out` changes only once all are scored: as a whole.
 
     `stand_in_questions`: an artifact run by a stand-in for its runtime (the Core ML reference evaluator, about
     2 s a window for a 3-layer student) is scored on the first N questions only, and so is its PyTorch reference,
@@ -91,8 +93,10 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
         raise PocketbertError("nothing to evaluate; pass artifact folders or checkpoints, or --predictions FILE")
     examples = require_gold_answers(load_squad(data), data)
     if out is not None:
-        make_dirs(out)  # a folder that cannot be written fails now, not after every model has run
-    entries, checkpoint_predictions = [], {}
+        check_replaceable(out, force=False, update=True)  # a place that cannot be written fails now, not at the end
+    with artifact_verification(verify):
+        targets = open_targets(models, sizes=False)  # all of them, before any is run
+    entries, checkpoint_predictions, predicted = [], {}, []
 
     def checkpoint_nbest(checkpoint: str, window: QAWindow, runner=None) -> dict:
         """A checkpoint's PyTorch answers, computed once whether it is a model to score or an artifact's reference."""
@@ -102,7 +106,7 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
                 runner or load_runner(target), tokenizer_for(target), examples, window, f"eval {checkpoint} (PyTorch)")
         return checkpoint_predictions[checkpoint, window]
 
-    for target in open_targets(models, sizes=False):
+    for target in targets:
         fitted = fit_window(target, window)
         entry = {"model": target.label, "artifact": target.path, "format": target.format, "runtime": target.runtime,
                  "precision": target.precision, "seq_len": fitted.max_seq_len, "doc_stride": fitted.doc_stride,
@@ -114,6 +118,7 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
                             "f1": None, "count": len(examples)})
             continue
         entry["runtime"] = stand_in(runner) or target.runtime
+        entry["runtime_settings"] = applied(settings_of(target.manifest), None) if target.manifest else None
         scored = examples[:stand_in_questions] if stand_in(runner) else examples
         if target.format == EAGER_FORMAT:
             nbest = checkpoint_nbest(target.path, fitted, runner)
@@ -124,15 +129,18 @@ def evaluate(models: list[str], data: str | Path, window: QAWindow = QAWindow(),
                 reference = best_answers(checkpoint_nbest(checkpoint, fitted))
                 entry["reference"] = {"checkpoint": checkpoint, **squad_scores(scored, reference)}
         entry.update(squad_scores(scored, best_answers(nbest)))
-        if out is not None:
-            entry["predictions"] = write_predictions(Path(out), target.label, scored, nbest)
         entries.append(judge({**entry, "status": "ok", "reason": None}))
+        predicted.append((entries[-1], scored, nbest))
 
     report = {"schema": "pocketbert.eval/1",
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "versions": tool_versions(), "entries": entries}
     if out is not None:
-        write_outputs(report, Path(out))
+        # Every model's files and the report at once: a model that fails leaves `out` as it was.
+        with atomic_dir(out, update=True) as staged:
+            for entry, scored, nbest in predicted:
+                entry["predictions"] = write_predictions(staged, entry["model"], scored, nbest)
+            write_outputs(report, staged)
     return report
 
 
@@ -145,30 +153,32 @@ def rescore(predictions_path: str | Path, data: str | Path, out: str | Path | No
         raise PocketbertError(f"'{predictions_path}' is not a SQuAD predictions file ({{question id: answer text}}); "
                               f"pass a {PREDICTIONS_NAME} written by `pocketbert eval --out`")
     known = {ex.id for ex in examples}
-    result = {"predictions": str(predictions_path), "data": str(data), **squad_scores(examples, predictions),
+    if not known & set(predictions):
+        sample = next(iter(predictions), None)
+        raise PocketbertError(f"none of the {len(predictions)} ids in '{predictions_path}' is a question of '{data}'"
+                              + (f" (e.g. {sample!r})" if sample is not None else "")
+                              + "; pass the predictions made for this --data file")
+    result = {"schema": "pocketbert.rescore/1", "predictions": str(predictions_path), "data": str(data),
+              **squad_scores(examples, predictions),
               "unanswered": len(known - set(predictions)), "unknown_ids": len(set(predictions) - known)}
     if out is not None:
-        write_json(Path(out) / QUESTION_SCORES_NAME, question_scores(examples, predictions))
-        write_json(Path(out) / "rescore.json", result)
+        with atomic_dir(out, update=True) as staged:  # both files, or neither
+            write_json(staged / QUESTION_SCORES_NAME, question_scores(examples, predictions))
+            write_json(staged / "rescore.json", result)
     return result
 
 
 def judge(entry: dict) -> dict:
-    """F1 kept against the PyTorch fp32 source, and the MLPerf Mobile int8 verdict (>= 93%, goal 99%)."""
+    """F1 kept against the PyTorch fp32 source, and the rulebook's accuracy verdict (rules.f1_verdict)."""
     ref_f1 = (entry.get("reference") or {}).get("f1")
     entry["f1_retained"] = entry["f1"] / ref_f1 if ref_f1 else None
-    if entry["precision"] == "fp32" or entry["f1_retained"] is None:
-        entry["verdict"] = "-"
-    elif entry["f1_retained"] < INT8_F1_RULE:
-        entry["verdict"] = f"FAILS (< {INT8_F1_RULE:.0%} of fp32 F1)"
-    elif entry["f1_retained"] < INT8_F1_GOAL:
-        entry["verdict"] = f"passes, below the {INT8_F1_GOAL:.0%} goal"
-    else:
-        entry["verdict"] = "passes"
+    entry["verdict"] = f1_verdict(entry["precision"], entry["f1_retained"])
     return entry
 
 
 def write_outputs(report: dict, out: Path) -> None:
+    """Write eval.json and the accuracy-size plot into `out`; in a bench output folder, also merge the scores into
+    its results.json and report.md (replacing earlier scores of the same artifact, length and data)."""
     write_json(out / EVAL_NAME, report)
     if (out / RESULTS_NAME).is_file():
         results = load_results(out / RESULTS_NAME)
@@ -188,10 +198,10 @@ def plot_accuracy_size(entries: list[dict], path: Path) -> None:
     scored = [e for e in entries if e["status"] == "ok" and e.get("file_bytes") and e["format"] != EAGER_FORMAT]
     if not scored:
         return
-    import matplotlib
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for e in scored:
@@ -203,10 +213,12 @@ def plot_accuracy_size(entries: list[dict], path: Path) -> None:
     ax.set_xlabel("file MB (log)")
     ax.set_ylabel("F1 (dashed: PyTorch fp32 on the same questions)")
     ax.set_title("Accuracy against size", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def describe(entry: dict) -> str:
+    """One line for the terminal per evaluated model: EM/F1, beside PyTorch's and the int8 rule's verdict where
+    there is one, or why it was not scored."""
     if entry["status"] != "ok":
         return f"{entry['model']}: {entry['status']} ({entry['reason']})"
     line = f"{entry['model']} [{entry['runtime']}/{entry['precision']}, seq {entry['seq_len']}]: " \

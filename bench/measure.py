@@ -17,22 +17,36 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pocketbert.bench.report import Goals, write_report
-from pocketbert.bench.runtimes import (Target, encoder_flops, load_timed_runner, open_target, open_targets,
-                                      tokenizer_for)
+from pocketbert.bench.runtimes import Target, encoder_flops, load_timed_runner, open_target, open_targets, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError
+from pocketbert.export import export_model, format_names
 from pocketbert.fsutil import atomic_dir, new_output_folder
-from pocketbert.manifest import MANIFEST_NAME, read_manifest
-from pocketbert.modeling import PRESETS
+from pocketbert.manifest import MANIFEST_NAME, artifact_verification, read_manifest
+from pocketbert.modeling import PRESETS, load_qa_model
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
-from pocketbert.results import (EAGER_FORMAT, MODES, RATIO_STATISTIC, RESULTS_NAME, latency_stats, load_results, make_record,
-                                merge_results, new_results, save_results)
+from pocketbert.reference import validation_inputs
+from pocketbert.results import (
+    EAGER_FORMAT,
+    MODES,
+    RATIO_STATISTIC,
+    RESULTS_NAME,
+    latency_stats,
+    load_results,
+    make_record,
+    merge_results,
+    new_results,
+    save_results,
+)
+from pocketbert.sessions import applied, settings_of
 
 DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
@@ -55,8 +69,6 @@ E2E_EXAMPLE = QAExample(
 
 def model_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
     """One real tokenised question/context window, padded to `length`: {name: int64 [1, length]}."""
-    from pocketbert.export.task import validation_inputs
-
     return {name: array[:1] for name, array in validation_inputs(tokenizer, input_names, length).items()}
 
 
@@ -85,8 +97,6 @@ def peak_matmul_gflops(threads: int, precision: str = "fp32", max_size: int = MA
     (or `max_size`), so a precision this CPU only emulates (bf16 without avx512_bf16/AMX) is measured in seconds, not
     minutes.
     """
-    import torch
-
     torch.set_num_threads(threads)
     if precision == "int8":
         return max(_with_quantized_engine(torch, engine, lambda: _square_gemm_rate(torch, precision, max_size, repeats))
@@ -120,8 +130,6 @@ def _square_gemm_rate(torch, precision: str, max_size: int, repeats: int) -> flo
 
 def _gemm(torch, precision: str, size: int):
     if precision == "int8":
-        import warnings
-
         with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated, and still the way in
             warnings.simplefilter("ignore")
             weight = torch.quantize_per_tensor(torch.randn(size, size), 0.05, 0, torch.qint8)
@@ -166,8 +174,6 @@ def _peak_rss_bytes() -> int:
 def _import_load_path(target: Target) -> None:
     """Import the runtime and the code that loads it before the RSS reference is taken, so a model's RSS is not
     charged with its runtime's libraries, only with its weights."""
-    from pocketbert.export.registry import format_names
-
     format_names()  # imports every format module, as loading through the registry does
     for module in (target.runtime_module, "transformers", "pocketbert.export.task"):
         try:
@@ -175,10 +181,13 @@ def _import_load_path(target: Target) -> None:
         except ImportError:
             pass  # loading names the missing package
     if target.format == EAGER_FORMAT:
-        from transformers import AutoModelForQuestionAnswering  # noqa: F401  (lazy module: resolve it now)
+        # lazy on purpose: resolve transformers' lazy module before the RSS reference, so the model is not charged with it
+        from transformers import AutoModelForQuestionAnswering  # noqa: F401
 
 
 def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
+    """Load time, first-call time and RSS (after imports, and peak) of one target, measured in this process: run
+    only in a fresh interpreter (`probe`), so nothing loaded before skews the memory numbers."""
     target = open_target(path, sizes=False)
     _import_load_path(target)
     tokenizer = tokenizer_for(target)
@@ -217,12 +226,12 @@ def baseline_targets(baseline: str, candidates: list[Target], cache: Path, expor
     """The baseline in PyTorch eager, and (unless told not to) exported like each candidate artifact."""
     random_weights = baseline in PRESETS
     label = f"{baseline} (random weights)" if random_weights else Path(baseline).name
-    targets = [open_target(_saved_checkpoint(baseline, cache) if random_weights else baseline, "baseline",
+    targets = [open_target(saved_checkpoint(baseline, cache) if random_weights else baseline, "baseline",
                            f"{label} pytorch")]
     targets[0].random_weights = random_weights
     if not export_baseline:
         return targets
-    wanted = {}
+    wanted: dict[tuple, Target] = {}
     for c in candidates:
         if c.format != EAGER_FORMAT:
             wanted.setdefault((c.format, c.precision, c.backend), c)
@@ -234,10 +243,8 @@ def baseline_targets(baseline: str, candidates: list[Target], cache: Path, expor
     return targets
 
 
-def _saved_checkpoint(preset: str, cache: Path) -> str:
+def saved_checkpoint(preset: str, cache: Path) -> str:
     """A preset written once as a checkpoint, so its file and gzip sizes are real bytes on disk."""
-    from pocketbert.modeling import load_qa_model
-
     folder = cache / f"{preset}-checkpoint"
     if not (folder / "config.json").is_file():
         loaded = load_qa_model(preset)
@@ -247,12 +254,19 @@ def _saved_checkpoint(preset: str, cache: Path) -> str:
     return str(folder)
 
 
-def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[int]) -> Path:
-    from pocketbert.export.api import export_model
+def _intact(folder: Path) -> bool:
+    """A cached baseline artifact whose manifest reads and whose file is the one exported (else it is exported again)."""
+    try:
+        read_manifest(folder, verify=True)
+    except PocketbertError:
+        return False
+    return True
 
+
+def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[int]) -> Path:
     seq = like.manifest["sequence"]
     seq_lens = tuple(seq["lengths"]) if not seq["dynamic"] else tuple(sorted(set(seq["lengths"]) | set(lengths)))
-    if (folder / MANIFEST_NAME).is_file():
+    if (folder / MANIFEST_NAME).is_file() and _intact(folder):
         cached = read_manifest(folder)
         covers = (cached["sequence"]["max"] >= max(seq_lens) if seq["dynamic"]
                   else set(seq_lens) <= set(cached["sequence"]["lengths"]))
@@ -292,6 +306,7 @@ class BenchSettings:
 
     @property
     def lengths(self) -> list[int]:
+        """Every length timed: the main lengths and the sweep's, sorted and without repeats."""
         return sorted(set(self.seq_lens) | set(self.sweep))
 
     def plan(self) -> list[tuple[str, int]]:
@@ -308,16 +323,20 @@ class Baseline:
 
 
 def run_bench(models: list[str], out: str | Path, settings: BenchSettings = BenchSettings(),
-              baseline: Baseline = Baseline(), goals: Goals = Goals(), merge=()) -> dict:
-    """Measure every model (and the baseline) and write results.json, report.md and plots into `out`."""
+              baseline: Baseline = Baseline(), goals: Goals = Goals(), merge=(), verify: bool = True) -> dict:
+    """Measure every model (and the baseline) and write results.json, report.md and plots into `out`.
+
+    `verify=False` (--no-verify): time artifacts whose file no longer matches their manifest's sha256."""
     if not models:
         raise PocketbertError("nothing to benchmark; pass artifact folders or checkpoints")
     settings = settings.checked()
-    with new_output_folder(out) as out:  # an output place that cannot be written fails first; a failed run leaves none
+    # An output place that cannot be written fails first; a failed run leaves none.
+    with artifact_verification(verify), new_output_folder(out) as out:
         candidates = open_targets(models)
         extras = [load_results(path) for path in merge]
         targets = plan_targets(candidates, out, settings, baseline)
         records, runners, tokenizers = probe_targets(targets, settings)
+        assert settings.threads is not None  # checked() fills in every usable core
         peaks = measure_peaks(settings.threads)
         records += measure_latency(targets, runners, tokenizers, settings, peaks)
         return write_results(out, records, settings, baseline, goals, peaks, extras)
@@ -339,6 +358,7 @@ def probe_targets(targets: list[Target], settings: BenchSettings) -> tuple[list[
     """
     records, runners, tokenizers = [], {}, {}
     lengths, threads = settings.lengths, settings.threads
+    assert threads is not None  # settings come here checked(), with every usable core filled in
     for t in tqdm(targets, desc="load + first inference (fresh process each)", unit="model"):
         t.extra["first_len"] = next((n for n in lengths if t.supports(n)), None)
         if t.extra["first_len"] is None:
@@ -379,7 +399,8 @@ def measure_latency(targets: list[Target], runners: dict, tokenizers: dict, sett
         group = [t for t in loaded if t.supports(n)]
         samples = _interleaved(group, mode, n, settings.warmup, settings.runs, runners, tokenizers, progress)
         for t in group:
-            record = dict(t.record_fields(), seq_len=n, mode=mode, threads=threads)
+            record = dict(t.record_fields(), seq_len=n, mode=mode, threads=threads,
+                          runtime_settings=applied(settings_of(t.manifest), threads) if t.manifest else None)
             if isinstance(samples[t.label], str):
                 records.append(make_record(**record, status="failed", reason=samples[t.label]))
                 continue
@@ -418,24 +439,25 @@ def _interleaved(group, mode, length, warmup, runs, runners, tokenizers, progres
 def interleave(calls: dict, warmup: int, runs: int, progress) -> dict[str, list[float] | str]:
     """Milliseconds of each named no-argument call over `runs` rounds after `warmup`, the calls made in turn
     A B A B ... so that drift hits all alike; a call that raises stops there and its samples become the reason."""
-    samples = {name: [] for name in calls}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    failures: dict[str, str] = {}
     for i in range(warmup + runs):
         for name, call in calls.items():
-            if isinstance(samples[name], str):
+            if name in failures:
                 progress.update()
                 continue
             start = time.perf_counter()
             try:
                 call()
             except Exception as err:  # a runtime failing at one length must not sink the whole run
-                samples[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
+                failures[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
                 progress.update()
                 continue
             elapsed = 1000 * (time.perf_counter() - start)
             if i >= warmup:
                 samples[name].append(elapsed)
             progress.update()
-    return samples
+    return {name: failures.get(name, samples[name]) for name in calls}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """report.md and PNG plots from a results.json: what a person reads to compare models."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,8 +9,6 @@ from pocketbert.fsutil import atomic_write_text
 from pocketbert.results import RATIO_STATISTIC, baseline_ratios, reference_ratios, timing_is_real
 
 MB = 1e6
-INT8_F1_RULE = 0.93  # MLPerf Mobile: int8 keeps >= 93% of the fp32 F1
-INT8_F1_GOAL = 0.99
 INT8_PRECISIONS = ("int8", "int8-static")  # int8 weights; dynamic or statically calibrated int8 activations
 
 
@@ -45,7 +44,8 @@ def _peaks(settings: dict) -> str:
                      for precision, value in peaks.items())
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured Markdown table of `rows` under `header`, cells as str()."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -55,7 +55,9 @@ def _label(record: dict) -> str:
     return record["model"] + (" *(random weights)*" if record["random_weights"] and "random" not in record["model"] else "")
 
 
-def render_report(results: dict, plots: list[str] = ()) -> str:
+def render_report(results: dict, plots: Sequence[str] = ()) -> str:
+    """report.md's text for a results document: settings, machine, the tables and ratios against the baseline, and
+    links to `plots` (file names beside the report)."""
     records = results["records"]
     settings = results.get("settings", {})
     machine = results.get("machine", {})
@@ -72,11 +74,11 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
         "(middle 80% of runs). Timings on a shared machine are noisy: compare rows of the same run only.",
     ]
 
-    sized = {}
+    sized: dict[tuple, dict] = {}
     for r in records:
         sized.setdefault((r["model"], r["format"], r["precision"], _device(r)), r)
     firsts = {(r["model"], _device(r)): r for r in records if r["load_ms"] is not None}
-    parts += ["## Size and start-up", _table(
+    parts += ["## Size and start-up", markdown_table(
         ["model", "format", "precision", "device", "parameters", "file MB", "gzip MB", "peak RSS MB",
          "RSS over runtime MB", "load ms", "first inference ms"],
         [[_label(r), r["format"], r["precision"], d, _fmt(r["parameters"], 0), _fmt(r["file_bytes"], 1, MB),
@@ -89,30 +91,30 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
                      r["threads"], *(_fmt(r["latency_ms"][k], 2) for k in ("mean", "p50", "p90", "p99", "trimmed_mean")),
                      r["latency_ms"]["n"]]
                     for r in ok if r["seq_len"] in main_lens]
-    parts += ["## Latency", _table(["model", "runtime", "backend", "precision", "device", "mode", "seq", "threads",
+    parts += ["## Latency", markdown_table(["model", "runtime", "backend", "precision", "device", "mode", "seq", "threads",
                                     "mean", "p50", "p90", "p99", "trimmed mean", "n"], latency_rows)]
 
     same = baseline_ratios(records)
     parts += ["## Against the baseline (same device, runtime and precision)",
-              _table(["candidate", "baseline", "runtime", "precision", "device", "mode", "seq", "result"],
+              markdown_table(["candidate", "baseline", "runtime", "precision", "device", "mode", "seq", "result"],
                      [[c["candidate"], c["baseline"], c["runtime"], c["precision"], _device(c), c["mode"], c["seq_len"],
                        c["words"]] for c in same]) if same else "No candidate has a baseline measured alike."]
     reference = reference_ratios(records)
     if reference:
         parts += ["## Against the baseline in fp32 PyTorch eager on this host",
-                  _table(["candidate", "runtime", "precision", "device", "mode", "seq", "result"],
+                  markdown_table(["candidate", "runtime", "precision", "device", "mode", "seq", "result"],
                          [[c["candidate"], c["runtime"], c["precision"], _device(c), c["mode"], c["seq_len"], c["words"]]
                           for c in reference])]
 
     sweep_lens = sorted({r["seq_len"] for r in ok if r["mode"] == "model"})
     if len(sweep_lens) > 1:
-        by_model = {}
+        by_model: dict[tuple, dict[int, dict]] = {}
         for r in ok:
             if r["mode"] == "model":
                 by_model.setdefault((r["model"], r["runtime"], r["precision"], _device(r)), {})[r["seq_len"]] = r
         parts += ["## Sequence-length sweep (model only): trimmed-mean ms / efficiency (share of the GEMM peak "
                   "of the model's own precision)",
-                  _table(["model", "runtime", "precision", "device", *map(str, sweep_lens)],
+                  markdown_table(["model", "runtime", "precision", "device", *map(str, sweep_lens)],
                          [[m, rt, p, d, *(f"{_fmt(row[n]['latency_ms'][RATIO_STATISTIC], 2)} / "
                                           f"{_fmt(row[n]['efficiency'] and 100 * row[n]['efficiency'], 0)}%"
                                           if n in row else "-" for n in sweep_lens)]
@@ -121,7 +123,7 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
     emulated = [r for r in records if not timing_is_real(r)]
     if emulated:
         parts += ["## Emulated devices: output checks only (their timings are not latencies)",
-                  _table(["model", "runtime", "precision", "seq", "device", "emulated core", "CPU features", "status"],
+                  markdown_table(["model", "runtime", "precision", "seq", "device", "emulated core", "CPU features", "status"],
                          [[_label(r), r["runtime"], r["precision"], r["seq_len"], _device(r),
                            r["device"]["emulated"].get("cpu"), " ".join(r["device"].get("cpu_features") or []) or "-",
                            r["status"]] for r in emulated])]
@@ -130,7 +132,7 @@ def render_report(results: dict, plots: list[str] = ()) -> str:
         parts += ["## Accuracy (SQuAD v1.1)", render_eval_table(results["eval"])]
     missing = [r for r in records if r["status"] != "ok"]
     if missing:
-        parts += ["## Not measured", _table(["model", "runtime", "precision", "seq", "mode", "status", "reason"],
+        parts += ["## Not measured", markdown_table(["model", "runtime", "precision", "seq", "mode", "status", "reason"],
                                             [[r["model"], r["runtime"], r["precision"], r["seq_len"] or "-", r["mode"],
                                               r["status"], (r["reason"] or "").replace("|", "/")] for r in missing])]
     if plots:
@@ -164,6 +166,7 @@ def _goals(records, same, reference, goals: Goals) -> str:
 
 
 def render_eval_table(entries: list[dict]) -> str:
+    """The accuracy table of eval entries: EM/F1 beside PyTorch's, the F1 kept and the MLPerf int8 verdict."""
     rows = []
     for e in entries:
         ref = e.get("reference") or {}
@@ -171,15 +174,17 @@ def render_eval_table(entries: list[dict]) -> str:
                      _fmt(ref.get("exact_match"), 2), _fmt(ref.get("f1"), 2),
                      "-" if e.get("f1_retained") is None else f"{100 * e['f1_retained']:.1f}%", e.get("verdict", "-"),
                      e["count"]])
-    return _table(["model", "format", "precision", "seq", "EM", "F1", "PyTorch EM", "PyTorch F1", "F1 kept",
+    return markdown_table(["model", "format", "precision", "seq", "EM", "F1", "PyTorch EM", "PyTorch F1", "F1 kept",
                    "MLPerf int8 rule", "questions"], rows)
 
 
 def write_plots(results: dict, out: Path) -> list[str]:
-    import matplotlib
+    """Write the latency, size and length-sweep PNGs that the results have data for into `out`; returns their file
+    names, for the report to link."""
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     records = [r for r in results["records"] if r["status"] == "ok" and r["latency_ms"] and not r["device"]]
     main_lens = results.get("settings", {}).get("seq_lens") or []
@@ -194,8 +199,8 @@ def write_plots(results: dict, out: Path) -> list[str]:
                 color=["tab:gray" if r["role"] == "baseline" else "tab:blue" for r in main])
         ax.set_xlabel(f"median ms (whisker: p90), seq {main_lens[0]}, model only")
         ax.set_title("Latency: candidates (blue) vs baseline (grey)")
-        written.append(_save(fig, out / "latency.png"))
-    sized = {}
+        written.append(save_figure(fig, out / "latency.png"))
+    sized: dict[tuple, dict] = {}
     for r in results["records"]:
         if r["file_bytes"]:
             sized.setdefault((r["model"], r["format"], r["precision"]), r)
@@ -208,8 +213,8 @@ def write_plots(results: dict, out: Path) -> list[str]:
         ax.set_xlabel("MB")
         ax.legend()
         ax.set_title("Artifact size")
-        written.append(_save(fig, out / "size.png"))
-    curves = {}
+        written.append(save_figure(fig, out / "size.png"))
+    curves: dict[str, list[dict]] = {}
     for r in records:
         if r["mode"] == "model":
             curves.setdefault(f"{r['model']} [{r['runtime']}/{r['precision']}]", []).append(r)
@@ -223,12 +228,13 @@ def write_plots(results: dict, out: Path) -> list[str]:
         left.set(xlabel="sequence length", ylabel="trimmed-mean latency, ms", title="Sequence sweep")
         right.set(xlabel="sequence length", ylabel="% of the GEMM peak of its precision", title="Efficiency")
         left.legend(fontsize=7)
-        written.append(_save(fig, out / "sweep.png"))
+        written.append(save_figure(fig, out / "sweep.png"))
     return written
 
 
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
+def save_figure(fig, path: Path) -> str:
+    """Save `fig` as a PNG at `path` atomically (a temporary file renamed), close it, and return the file name."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
@@ -239,6 +245,7 @@ def _save(fig, path: Path) -> str:
 
 
 def write_report(results: dict, out: str | Path) -> Path:
+    """Write the plots and report.md for `results` into `out`; returns the report's path."""
     out = Path(out)
     plots = write_plots(results, out)
     return atomic_write_text(out / "report.md", render_report(results, plots))

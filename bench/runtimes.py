@@ -9,12 +9,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export.registry import format_class, load_artifact
+from pocketbert.export import COREML_EVALUATOR_RUNTIME as EVALUATOR_RUNTIME
+from pocketbert.export import Runner, exportable_qa, format_class, load_artifact
 from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
-from pocketbert.modeling import PRESETS, count_parameters, encoder_shape, load_qa_model, load_tokenizer, preset_config
+from pocketbert.modeling import (
+    PRESETS,
+    check_tokenizer_fits,
+    count_parameters,
+    embedded_teacher_dir,
+    encoder_shape,
+    load_config,
+    load_qa_model,
+    load_tokenizer,
+    preset_config,
+)
 from pocketbert.results import EAGER_FORMAT, EAGER_RUNTIME
 
 EAGER_RUNTIME_MODULE = "torch"
@@ -23,6 +35,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 @dataclass
 class Target:
+    """One model to measure (artifact, checkpoint or preset) with the facts bench records about it."""
+
     label: str
     role: str  # "candidate" | "baseline"
     path: str  # artifact folder, checkpoint folder or preset name
@@ -41,6 +55,7 @@ class Target:
 
     @property
     def runtime(self) -> str:
+        """The runtime that executes this target (PyTorch eager, or its export format's runtime)."""
         return EAGER_RUNTIME if self.format == EAGER_FORMAT else format_class(self.format).runtime
 
     @property
@@ -49,9 +64,12 @@ class Target:
         return EAGER_RUNTIME_MODULE if self.format == EAGER_FORMAT else format_class(self.format).runtime_module
 
     def supports(self, length: int) -> bool:
+        """Whether the target takes inputs of `length` tokens (within its maximum, and one of its fixed lengths if any)."""
         return length <= self.max_len and (self.lengths is None or length in self.lengths)
 
     def record_fields(self) -> dict:
+        """The fields of a results record that describe the target itself (model, format, runtime, precision,
+        sizes); the caller adds the settings and the measurement."""
         return {"model": self.label, "role": self.role, "artifact": self.path, "format": self.format,
                 "runtime": self.runtime, "backend": self.backend, "precision": self.precision,
                 "random_weights": self.random_weights, "parameters": self.parameters,
@@ -76,9 +94,8 @@ def open_target(spec: str | Path, role: str = "candidate", label: str | None = N
                               f"`pocketbert export` or a Hugging Face checkpoint directory")
     if not (path / "config.json").is_file():
         raise PocketbertError(f"'{spec}' has no manifest.json and no config.json; pass an artifact or checkpoint folder")
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(spec)
+    config = load_config(spec)  # a corrupt or mistyped config.json is one line, before anything runs
+    check_tokenizer_fits(load_tokenizer(spec), config, spec)  # and so is a missing, degenerate or oversized tokenizer
     weights = [p for p in sorted(path.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
     return Target(label or path.name, role, spec, EAGER_FORMAT, "fp32", None, None, config.max_position_embeddings,
                   None, False, sum(p.stat().st_size for p in weights) or None,
@@ -125,9 +142,8 @@ def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:
 
 
 def tokenizer_for(target: Target):
+    """The tokenizer that feeds the target: its own folder's, or the embedded teacher's for a preset (which has none)."""
     if target.path in PRESETS:
-        from pocketbert.modeling import embedded_teacher_dir
-
         return load_tokenizer(embedded_teacher_dir())
     return load_tokenizer(target.path)
 
@@ -141,8 +157,6 @@ def load_runner(target: Target, threads: int | None = None):
 
 def stand_in(runner) -> str | None:
     """What runs the artifact when it is not its own runtime (Core ML's numpy reference evaluator off macOS)."""
-    from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME
-
     return EVALUATOR_RUNTIME if runner.info.get("runtime") == EVALUATOR_RUNTIME else None
 
 
@@ -151,6 +165,7 @@ def load_timed_runner(target: Target, threads: int | None = None):
     but whose speed says nothing about the runtime."""
     runner = load_runner(target, threads)
     if stand_in(runner):
+        assert target.manifest is not None  # only an artifact has a stand-in runtime
         check = target.manifest.get("validation") or {}
         numbers = (f"; its check against the original model: max |diff| {check['max_abs_diff']:.1e}, argmax agreement "
                    f"start {check['argmax_agreement']['start']:.0%} end {check['argmax_agreement']['end']:.0%}"
@@ -162,11 +177,8 @@ def load_timed_runner(target: Target, threads: int | None = None):
 
 
 def pytorch_runner(checkpoint: str, threads: int | None = None):
-    import torch
-
-    from pocketbert.export.base import Runner
-    from pocketbert.export.task import exportable_qa
-
+    """The checkpoint in PyTorch eager, wrapped like the exports (QAModule, inference mode) as a Runner: the
+    reference every artifact is compared with."""
     if threads:
         torch.set_num_threads(threads)
     loaded = load_qa_model(checkpoint)

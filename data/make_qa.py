@@ -15,8 +15,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
+from pocketbert.data.corpus import Article, load_articles, load_paragraphs, select_articles, sentence_spans, source_version
 from pocketbert.errors import PocketbertError
-from pocketbert.data.corpus import Article, load_articles, select_articles, sentence_spans, source_version
+from pocketbert.fsutil import atomic_dir, atomic_write_text, check_replaceable, write_json
 
 GENERATOR_VERSION = "1"
 MAX_QUESTIONS_PER_PARAGRAPH = 4
@@ -167,7 +170,7 @@ def _wordnet_candidates(sentence: str) -> list[Candidate]:
 
 def _without_overlaps(candidates: list[Candidate]) -> list[Candidate]:
     """Keep the first of any two candidates whose holes overlap (the finders run most specific first)."""
-    kept = []
+    kept: list[Candidate] = []
     for cand in candidates:
         if all(cand.hole_end <= k.hole_start or cand.hole_start >= k.hole_end for k in kept):
             kept.append(cand)
@@ -229,6 +232,9 @@ class QuestionWriter:
         self.lowercase_words = lowercase_words  # every word the corpus ever writes in lower case
 
     def write(self, sentence: str, cand: Candidate, rng: random.Random) -> str | None:
+        """The question whose answer is the candidate's span, or None when it reads badly, gives the answer away,
+        or is too short or long: a rule-made set is only as good as what it refuses."""
+        question: str | None
         if cand.template:
             question = self._paraphrase(cand.template, rng)
         elif cand.kind == "speaker":
@@ -285,8 +291,8 @@ class QuestionWriter:
             subject = " ".join([self._lower_first(tokens[0], tokens[1:2])] + tokens[1:i])
             if word.lower() in _AUX:
                 aux, verb = word.lower(), ""
-            elif self._past_to_base(word) and tokens[i - 1].lower() not in _DETERMINERS:
-                aux, verb = "did", self._past_to_base(word)
+            elif (base := self._past_to_base(word)) and tokens[i - 1].lower() not in _DETERMINERS:
+                aux, verb = "did", base
             else:
                 continue
             between = tokens[i + 1:]
@@ -345,19 +351,21 @@ def _upper_first(text: str) -> str:
 
 # ---- the dataset --------------------------------------------------------------------------------------
 
+_Entry = tuple[int, Candidate, str]  # (sentence start in the paragraph, candidate, question)
+
 def questions_for_article(article: Article, writer: QuestionWriter, seed: int) -> list[dict]:
     """SQuAD paragraphs for one article; the article's own RNG makes it independent of which others are chosen."""
     rng = random.Random(f"{seed}-{article.id}")
     paragraphs = []
     for p_index, context in enumerate(article.paragraphs):
-        pool = []
+        pool: list[_Entry] = []
         for s_start, s_end in sentence_spans(context):
             sentence = context[s_start:s_end]
             for cand in find_candidates(sentence, article.source):
                 question = writer.write(sentence, cand, rng)
                 if question:
                     pool.append((s_start, cand, question))
-        qas = []
+        qas: list[dict] = []
         for s_start, cand, question in _pick(pool, rng):
             text, start = context[s_start + cand.start:s_start + cand.end], s_start + cand.start
             if not text or context[start:start + len(text)] != text or text.lower() in question.lower():
@@ -369,11 +377,13 @@ def questions_for_article(article: Article, writer: QuestionWriter, seed: int) -
     return paragraphs
 
 
-def _pick(pool: list, rng: random.Random) -> list:
+def _pick(pool: list[_Entry], rng: random.Random) -> list[_Entry]:
     """Up to MAX_QUESTIONS_PER_PARAGRAPH, spreading them over question types and sentences, in text order."""
     remaining = list(pool)
     rng.shuffle(remaining)
-    chosen, per_sentence, kinds = [], Counter(), Counter()
+    chosen: list[_Entry] = []
+    per_sentence: Counter[int] = Counter()  # questions per sentence start
+    kinds: Counter[str] = Counter()  # questions per type
     while len(chosen) < MAX_QUESTIONS_PER_PARAGRAPH:
         open_ = [e for e in remaining if per_sentence[e[0]] < MAX_QUESTIONS_PER_SENTENCE]
         if not open_:
@@ -387,14 +397,12 @@ def _pick(pool: list, rng: random.Random) -> list:
 
 
 def make_qa_dataset(out: str | Path, source: str = "bbc", seed: int = 0, max_articles: int | None = None,
-                    dev_fraction: float = 0.1, force: bool = False) -> dict:
-    """Write OUT/train.json, OUT/dev.json (SQuAD v1.1) and OUT/data.json (the manifest); return the manifest."""
-    from tqdm import tqdm
-
-    from pocketbert.fsutil import atomic_dir, write_json
-
+                    dev_fraction: float = 0.1, force: bool = False, progress: bool = True) -> dict:
+    """Write OUT/train.json, OUT/dev.json (SQuAD v1.1) and OUT/data.json (the manifest); return the manifest.
+    `progress=False`: no progress bar (inside another command's, e.g. an export that generates calibration data)."""
     if not 0 < dev_fraction < 1:
         raise PocketbertError(f"--dev-fraction must be between 0 and 1 (exclusive), got {dev_fraction}")
+    check_replaceable(out, force)  # before the articles load; atomic_dir checks again under its lock
     all_articles = load_articles(source)
     articles = select_articles(all_articles, max_articles, seed)
     if len(articles) < 2:
@@ -410,9 +418,10 @@ def make_qa_dataset(out: str | Path, source: str = "bbc", seed: int = 0, max_art
         manifest["licence"] = "BBC news texts: research use only; do not redistribute or commit this folder"
     with atomic_dir(out, force=force) as tmp:
         for split in ("train", "dev"):
-            data, kinds = [], Counter()
+            data: list[dict] = []
+            kinds: Counter[str] = Counter()
             ordered = sorted(splits[split], key=lambda a: a.id)
-            for article in tqdm(ordered, desc=f"make-qa {split}", unit="article"):
+            for article in tqdm(ordered, desc=f"make-qa {split}", unit="article", disable=not progress):
                 paragraphs = questions_for_article(article, writer, seed)
                 for paragraph in paragraphs:
                     for qa in paragraph["qas"]:
@@ -437,10 +446,10 @@ def _lowercase_words(articles: list[Article]) -> set[str]:
 def write_text_corpus(out: str | Path, source: str = "bbc", max_articles: int | None = None, seed: int = 0,
                       force: bool = False) -> int:
     """Write one paragraph per line (the masked-LM distillation text); return how many were written."""
-    from pocketbert.data.corpus import load_paragraphs
-    from pocketbert.fsutil import atomic_write_text
-
     out = Path(out)
+    if out.is_dir():  # --force would not help: the text goes into one file, never over a folder
+        raise PocketbertError(f"output '{out}' is a folder; `data text` writes one text file: pass a file path, "
+                              f"e.g. --out {out / 'text.txt'}")
     if out.exists() and not force:
         raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
     paragraphs = load_paragraphs(source, max_articles, seed)

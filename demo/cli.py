@@ -1,6 +1,8 @@
 """`pocketbert demo`."""
 from __future__ import annotations
 
+# Each subcommand imports the stage code it runs inside its own function, so `pocketbert --help` stays fast.
+
 
 def register(sub) -> None:
     from pocketbert.demo import pipeline

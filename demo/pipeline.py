@@ -18,9 +18,18 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pocketbert.bench.evaluate import evaluate
+from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
+from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
 from pocketbert.distill.ablation import AblationSettings
+from pocketbert.distill.qa_train import QAData, QALoss, train_qa
+from pocketbert.distill.steps import StepRunner
+from pocketbert.distill.student import init_student
 from pocketbert.errors import PocketbertError
+from pocketbert.export import export_model
 from pocketbert.fsutil import atomic_write_text, read_json, write_json
+from pocketbert.modeling import embedded_teacher_dir, load_qa_model
+from pocketbert.qa import QAWindow
 
 OUT = Path("runs/demo")
 TIMINGS = "step_times.json"
@@ -74,17 +83,9 @@ def settings_for(recipe: str) -> DemoSettings:
 
 def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings = DemoSettings()) -> Path:
     """Run (or resume) every step; returns the path of the report."""
-    from pocketbert.bench.evaluate import evaluate
-    from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
-    from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
+    # lazy: these two pull in transformers and torchao (~3.5 s), and demo/cli.py imports this module for `pocketbert --help`
     from pocketbert.distill.mlm_train import distill_mlm, fit_mlm_head
-    from pocketbert.distill.qa_train import QAData, QALoss, train_qa
-    from pocketbert.distill.steps import StepRunner
-    from pocketbert.distill.student import init_student
     from pocketbert.distill.trainer import TrainConfig
-    from pocketbert.export.api import export_model
-    from pocketbert.modeling import embedded_teacher_dir
-    from pocketbert.qa import QAWindow
 
     out = Path(out)
     if fresh and out.exists():
@@ -164,8 +165,6 @@ def _check_same_settings(out: Path, settings: DemoSettings) -> None:
 
 def write_demo_report(out: Path, artifacts: list[Path], timings: dict[str, float], exported: Path) -> Path:
     """runs/demo/report.md: the stages, the quality ablation and the exports on top of the bench report."""
-    from pocketbert.modeling import load_qa_model
-
     scores = {Path(entry["artifact"]).name: entry
               for entry in read_json(out / "bench" / "eval.json", "evaluation")["entries"] if entry["format"] == "pytorch"}
     teacher_f1 = scores["teacher"]["f1"]

@@ -13,10 +13,18 @@ of training instead of days, so expect the signs, not the sizes, to carry over.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
+from pocketbert.distill.qa_train import FINE_TUNING, QAData, QALoss, train_qa
+from pocketbert.distill.steps import StepRunner
+from pocketbert.distill.student import init_student
 from pocketbert.fsutil import atomic_write_text, read_json, write_json
+from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
+from pocketbert.qa import QAWindow
 
 OUT = Path("runs/ablation")
 # (arm, L_ce, L_mlm, L_cos weights, student init, the paper's GLUE macro-score change)
@@ -51,33 +59,27 @@ class AblationSettings:
 
     def scaled(self, factor: float) -> AblationSettings:
         """Every step budget and the training questions times `factor` (e.g. 20 on a GPU)."""
-        from dataclasses import replace
-
         def grow(training: dict) -> dict:
             grown = dict(training)
             if "max_steps" in grown:
-                grown["max_steps"] = int(grown["max_steps"] * factor)
+                grown["max_steps"] = max(1, int(grown["max_steps"] * factor))  # a small --scale still trains
             if "epochs" in grown:
                 grown["epochs"] = grown["epochs"] * factor
             return grown
 
-        return replace(self, train_examples=int(self.train_examples * factor) if self.train_examples else None,
+        return replace(self, train_examples=max(1, int(self.train_examples * factor)) if self.train_examples else None,
                        head_training=grow(self.head_training), general_training=grow(self.general_training),
                        qa_training=grow(self.qa_training), teacher_training=grow(self.teacher_training))
 
 
 def run_ablation(out: str | Path = OUT, settings: AblationSettings = AblationSettings(), fresh: bool = False) -> Path:
     """Run (or resume) every arm; returns the path of OUT/ablation.md (the PNG and JSON lie beside it)."""
+    # lazy: transformers' model classes and distill.trainer (the HF Trainer) cost seconds; `pocketbert --help`
+    # imports this module (through demo.pipeline, for AblationSettings) and only a run needs them.
     from transformers import AutoConfig, DistilBertForMaskedLM, set_seed
 
-    from pocketbert.data.make_qa import make_qa_dataset, write_text_corpus
     from pocketbert.distill.mlm_train import distill_mlm, fit_mlm_head
-    from pocketbert.distill.qa_train import FINE_TUNING, QAData, QALoss, train_qa
-    from pocketbert.distill.steps import StepRunner
-    from pocketbert.distill.student import init_student
     from pocketbert.distill.trainer import TrainConfig
-    from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
-    from pocketbert.qa import QAWindow
 
     out, s = Path(out), settings
     if fresh and out.exists():
@@ -138,6 +140,8 @@ def _scores(run_folder) -> dict:
 
 def write_ablation_report(out: Path, settings: AblationSettings, arms: list[dict], qa_teacher: Path, task: Path,
                           timings: dict) -> Path:
+    """Score every finished arm against the triple loss and write OUT/ablation.md, .json and .png beside the paper's
+    numbers; returns the Markdown path. Reads only run.json files, so a finished ablation can be re-reported."""
     full_f1 = _scores(arms[0]["qa"])["f1"]
     for arm in arms:
         scores = _scores(arm["qa"])
@@ -178,13 +182,13 @@ def write_ablation_report(out: Path, settings: AblationSettings, arms: list[dict
 
 
 def _plot(arms: list[dict], png: Path) -> None:
+    # lazy: matplotlib costs ~1 s and only the plot needs it; the headless backend is chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from pocketbert.distill.trainer import save_figure
+    from pocketbert.distill.trainer import save_figure  # lazy: as in run_ablation
 
     ablated = arms[1:]
     x = np.arange(len(ablated))

@@ -1,7 +1,10 @@
-"""`pocketbert distill init|mlm|fit-mlm-head|qa|throughput|ablation` and `pocketbert finetune qa`."""
+"""`pocketbert distill init|mlm|fit-mlm-head|qa|classify|throughput|ablation` and `pocketbert finetune qa|classify`."""
 from __future__ import annotations
 
-from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
+from pocketbert.options import above, at_least, check_options, qa_window_problems
+from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN, QAWindow
+
+# Each subcommand imports the stage code it runs inside its own function, so `pocketbert --help` stays fast.
 
 
 def register(sub) -> None:
@@ -64,12 +67,30 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="redo every arm instead of reusing finished ones")
     p.set_defaults(func=run_ablation)
 
+    p = steps.add_parser("classify", help="classification distillation: a_ce*KL(teacher||student at T)*T^2 + "
+                                          "a_cls*CE(gold labels)")
+    p.add_argument("--teacher", required=True, help="classifier checkpoint (e.g. from `pocketbert finetune classify`)")
+    p.add_argument("--student", required=True, help="student checkpoint (from `distill init` of that teacher)")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-ce", type=float, default=0.5, help="weight of the KL to the teacher's label distribution")
+    p.add_argument("--alpha-cls", type=float, default=0.5, help="weight of the cross-entropy to the gold labels")
+    p.add_argument("--no-teacher-cache", action="store_true",
+                   help="run the teacher on every step (default: once per text, its logits reused every epoch)")
+    _add_classify_options(p)
+    p.set_defaults(func=run_distill_classify)
+
     finetune = sub.add_parser("finetune", help="train a model on a task without a teacher")
     tasks = finetune.add_subparsers(dest="task", metavar="TASK", required=True)
     p = tasks.add_parser("qa", help="extractive-QA fine-tuning (adds a fresh QA head where there is none)")
     p.add_argument("model", help="checkpoint folder (BERT, DistilBERT, the embedded MiniLM, a `distill init` student)")
     _add_qa_options(p)
     p.set_defaults(func=run_finetune_qa)
+    p = tasks.add_parser("classify", help="text-classification fine-tuning (a fresh head over the data's labels "
+                                          "where there is none)")
+    p.add_argument("--model", help="checkpoint folder (BERT, DistilBERT, a `distill init` student; default: the "
+                                    "embedded all-MiniLM-L6-v2)")
+    _add_classify_options(p)
+    p.set_defaults(func=run_finetune_classify)
 
 
 def _add_text_options(p, teacher_help: str) -> None:
@@ -96,6 +117,20 @@ def _add_training_options(p, lr: float, batch_size: int, epochs: float) -> None:
                         "batches grouped by length; faster, same losses)")
 
 
+def _add_classify_options(p) -> None:
+    p.add_argument("--train", required=True, help=".jsonl / .csv / .tsv with text and label columns (e.g. from "
+                                                  "`pocketbert data make-topics`, or GLUE SST-2's train.tsv)")
+    p.add_argument("--dev", required=True, help="the same kind of file, scored after training (accuracy, macro-F1 in run.json)")
+    p.add_argument("--labels", help="label names, one per line, in id order (default: labels.txt beside --train, "
+                                    "else the training labels sorted)")
+    p.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
+    p.add_argument("--label-column", help="column holding the label (default: label)")
+    p.add_argument("--max-seq-len", type=int, default=256, help="tokens per text, longer ones cut (default 256)")
+    p.add_argument("--max-train-examples", type=int, help="use only the first N training texts")
+    p.add_argument("--max-dev-examples", type=int, help="score only the first N dev texts")
+    _add_training_options(p, lr=5e-5, batch_size=16, epochs=3.0)
+
+
 def _add_qa_options(p) -> None:
     p.add_argument("--dev", required=True, help="SQuAD v1.1 JSON scored after training (EM/F1 in run.json)")
     p.add_argument("--max-dev-examples", type=int, help="score only the first N dev questions")
@@ -107,20 +142,38 @@ def _add_qa_options(p) -> None:
 def _add_qa_training_options(p) -> None:
     p.add_argument("--train", required=True, help="SQuAD v1.1 JSON (e.g. from `pocketbert data make-qa`)")
     p.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"default {MAX_SEQ_LEN}")
-    p.add_argument("--doc-stride", type=int, default=DOC_STRIDE, help=f"default {DOC_STRIDE}")
-    p.add_argument("--max-query-len", type=int, default=MAX_QUERY_LEN, help=f"default {MAX_QUERY_LEN}")
+    # None when not given: the default, fitted to the window; a value given must fit (see qa_window_problems).
+    p.add_argument("--doc-stride", type=int, help=f"default {DOC_STRIDE} (less in short windows)")
+    p.add_argument("--max-query-len", type=int, help=f"default {MAX_QUERY_LEN} (at most half a short window)")
     p.add_argument("--max-train-examples", type=int, help="use only the first N training questions")
     _add_training_options(p, lr=5e-5, batch_size=16, epochs=2.0)
+
+
+def check_distill_options(args) -> None:
+    """Every numeric option of a distill / finetune command in range, before any model is loaded: one line naming
+    each option out of range. Options a command does not have are skipped."""
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    window = qa_window_problems(args.max_seq_len, args.doc_stride, args.max_query_len) \
+        if get("max_seq_len") is not None else []
+    check_options(at_least("--layers", get("layers"), 1), at_least("--seq-len", get("seq_len"), 8),
+                  above("--temperature", get("temperature"), 0), at_least("--alpha-ce", get("alpha_ce"), 0),
+                  at_least("--alpha-mlm", get("alpha_mlm"), 0), at_least("--alpha-cos", get("alpha_cos"), 0),
+                  at_least("--alpha-task", get("alpha_task"), 0),
+                  at_least("--max-train-examples", get("max_train_examples"), 1),
+                  at_least("--max-dev-examples", get("max_dev_examples"), 1), *window,
+                  above("--scale", get("scale"), 0), at_least("--max-articles", get("max_articles"), 2),
+                  at_least("--seed", get("seed"), 0))
 
 
 def _train_config(args):
     from pocketbert.distill.trainer import TrainConfig
 
+    check_distill_options(args)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
                        seed=args.seed, save_steps=args.save_steps, max_steps=args.max_steps, warmup=args.warmup,
                        logging_steps=args.logging_steps, resume=args.resume, force=args.force,
                        dynamic_padding=not args.pad_to_max, teacher_cache=not getattr(args, "no_teacher_cache", False),
-                       eval_steps=getattr(args, "eval_steps", 0))
+                       eval_steps=getattr(args, "eval_steps", 0)).checked()
 
 
 def _print_run(run: dict, out) -> None:
@@ -135,10 +188,12 @@ def _print_run(run: dict, out) -> None:
 def run_init(args) -> int:
     from pocketbert.distill.student import init_student, parse_layer_map
 
+    check_distill_options(args)
     summary = init_student(args.teacher, args.out, args.layers, parse_layer_map(args.layer_map), args.force)
     print(f"student: teacher layers {summary['layer_map']} of {summary['teacher_layers']}; "
           f"{summary['student_parameters']:,} encoder parameters vs the teacher's {summary['teacher_parameters']:,}; "
-          f"MLM head {'copied' if summary['mlm_head_copied'] else 'fresh (teacher has none)'}")
+          f"MLM head {'copied' if summary['mlm_head_copied'] else 'fresh (teacher has none)'}"
+          f"{'; classification head copied' if summary.get('classifier_head_copied') else ''}")
     print(f"wrote {args.out}")
     return 0
 
@@ -160,9 +215,8 @@ def run_fit_mlm_head(args) -> int:
 
 
 def _window(args):
-    from pocketbert.qa import QAWindow
-
-    return QAWindow(args.max_seq_len, args.doc_stride, args.max_query_len)
+    return QAWindow(args.max_seq_len, DOC_STRIDE if args.doc_stride is None else args.doc_stride,
+                    MAX_QUERY_LEN if args.max_query_len is None else args.max_query_len)
 
 
 def _qa_data(args):
@@ -188,6 +242,44 @@ def run_finetune_qa(args) -> int:
     return 0
 
 
+def _run_classify(args, model, loss) -> int:
+    """Options in range, then the data read and checked, then training: each failure one line, nothing written."""
+    from pocketbert.data.labelled_text import load_classify_data
+    from pocketbert.distill.classify_train import check_classify_options, train_classifier
+    from pocketbert.distill.trainer import TrainConfig
+
+    check_options(at_least("--max-train-examples", args.max_train_examples, 1),
+                  at_least("--max-dev-examples", args.max_dev_examples, 1))
+    check_classify_options(args.max_seq_len, loss)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
+                         seed=args.seed, save_steps=args.save_steps, max_steps=args.max_steps, warmup=args.warmup,
+                         logging_steps=args.logging_steps, resume=args.resume, force=args.force,
+                         dynamic_padding=not args.pad_to_max,
+                         teacher_cache=not getattr(args, "no_teacher_cache", False)).checked()
+    data = load_classify_data(args.train, args.dev, args.labels, args.text_column, args.label_column,
+                              args.max_train_examples, args.max_dev_examples)
+    run = train_classifier(model, data, args.out, config, loss, args.max_seq_len)
+    if run:
+        scores = run["final_dev"]
+        print(f"dev accuracy {scores['accuracy']:.2f}  macro-F1 {scores['macro_f1']:.2f}  ({scores['count']} texts, "
+              f"{len(run['labels'])} labels)")
+        print(f"{run['global_step']} steps, train loss {run['train_loss']:.4f}; wrote {args.out} (run.json, metrics.jsonl)")
+    return 0
+
+
+def run_finetune_classify(args) -> int:
+    from pocketbert.distill.classify_train import FINE_TUNING
+    from pocketbert.modeling import embedded_teacher_dir
+
+    return _run_classify(args, args.model or embedded_teacher_dir(), FINE_TUNING)
+
+
+def run_distill_classify(args) -> int:
+    from pocketbert.distill.classify_train import ClassifyLoss
+
+    return _run_classify(args, args.student, ClassifyLoss(args.teacher, args.temperature, args.alpha_ce, args.alpha_cls))
+
+
 def run_throughput(args) -> int:
     from pocketbert.distill.throughput import compare_throughput
 
@@ -200,6 +292,7 @@ def run_throughput(args) -> int:
 def run_ablation(args) -> int:
     from pocketbert.distill.ablation import AblationSettings, run_ablation
 
+    check_distill_options(args)
     settings = AblationSettings(teacher=args.teacher, max_articles=args.max_articles, seed=args.seed).scaled(args.scale)
     report = run_ablation(args.out, settings, fresh=args.fresh)
     print(report.read_text())

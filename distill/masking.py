@@ -22,6 +22,7 @@ def token_mask_weights(token_counts: torch.Tensor, smoothing: float = COUNT_SMOO
 
 
 def count_tokens(token_id_lists: Iterable[Iterable[int]], vocab_size: int) -> torch.Tensor:
+    """How often each vocabulary id occurs in the training text: the counts `token_mask_weights` smooths."""
     counts = torch.zeros(vocab_size, dtype=torch.long)
     for ids in token_id_lists:
         counts += torch.bincount(torch.as_tensor(list(ids), dtype=torch.long), minlength=vocab_size)
@@ -29,6 +30,8 @@ def count_tokens(token_id_lists: Iterable[Iterable[int]], vocab_size: int) -> to
 
 
 class DynamicMasker:
+    """Masks a batch afresh on every call (never a fixed mask per example), favouring rare tokens by `token_weights`."""
+
     def __init__(self, vocab_size: int, mask_token_id: int, special_token_ids: Iterable[int],
                  token_weights: torch.Tensor | None = None, mask_fraction: float = MASK_FRACTION,
                  mask_keep_random: tuple[float, float, float] = MASK_KEEP_RANDOM):
@@ -41,6 +44,7 @@ class DynamicMasker:
 
     @classmethod
     def for_tokenizer(cls, tokenizer, token_weights: torch.Tensor | None = None) -> DynamicMasker:
+        """A masker with the tokenizer's vocabulary size, [MASK] id and special ids (never masked)."""
         return cls(len(tokenizer), tokenizer.mask_token_id, tokenizer.all_special_ids, token_weights)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -4,12 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, BertForMaskedLM, set_seed
 
+from pocketbert.distill.masking import DynamicMasker, count_tokens, token_mask_weights
+from pocketbert.distill.trainer import (
+    MaskingCollator,
+    MLMDistillationTrainer,
+    RunTrainer,
+    build_trainer,
+    load_pretrained,
+    prepare_run_dir,
+    train_and_save,
+)
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import load_tokenizer
-from pocketbert.distill.masking import DynamicMasker, count_tokens, token_mask_weights
-from pocketbert.distill.trainer import (MaskingCollator, MLMDistillationTrainer, RunTrainer, build_trainer,
-                                        load_pretrained, prepare_run_dir, train_and_save)
 
 MLM_SEQ_LEN = 128
 FIT_HEAD_HINT = "pocketbert distill fit-mlm-head --teacher T --text FILE --out DIR"
@@ -48,8 +56,6 @@ def _collator(dataset: TextWindowDataset, tokenizer, smoothing: float, config) -
 
 
 def _load_mlm_teacher(path):
-    from transformers import AutoConfig, AutoModelForMaskedLM
-
     if load_pretrained(AutoConfig, path, "teacher").model_type != "bert":
         raise PocketbertError(f"teacher '{path}' is not a BERT checkpoint; MLM distillation expects a BERT teacher")
     model, info = load_pretrained(AutoModelForMaskedLM, path, "teacher", output_loading_info=True)
@@ -59,8 +65,8 @@ def _load_mlm_teacher(path):
 
 def distill_mlm(teacher_path, student_path, text_path, out, config, temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0,
                 alpha_cos=1.0, seq_len=MLM_SEQ_LEN, smoothing=0.7) -> dict:
-    from transformers import AutoModelForMaskedLM, set_seed
-
+    """`pocketbert distill mlm`: train the student on `text_path` with a_ce*L_ce + a_mlm*L_mlm + a_cos*L_cos against
+    the teacher; L_ce is dropped (and noted) when the teacher has no MLM head. Returns run.json's contents."""
     tokenizer = load_tokenizer(student_path)
     if load_tokenizer(teacher_path).get_vocab() != tokenizer.get_vocab():
         raise PocketbertError("teacher and student use different vocabularies; build the student with `pocketbert distill init`")
@@ -92,8 +98,6 @@ def fit_mlm_head(teacher_path, text_path, out, config, seq_len=MLM_SEQ_LEN, smoo
     (dense + LayerNorm) and the output bias learn, so a few minutes of text are enough and the teacher's
     representations are untouched.
     """
-    from transformers import BertForMaskedLM, set_seed
-
     tokenizer = load_tokenizer(teacher_path)
     _load_mlm_teacher(teacher_path)  # validates the checkpoint
     dataset = TextWindowDataset(text_path, tokenizer, seq_len)

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pocketbert.errors import PocketbertError
-from pocketbert.modeling import uses_token_type_ids
-from pocketbert.qa import QAWindow, decode_answers, prepare_features, squad_scores
 from pocketbert.distill.squad_checks import check_answers, load_v1_squad
+from pocketbert.errors import PocketbertError
+from pocketbert.modeling import check_tokenizer_fits, load_config, load_qa_model, load_tokenizer, uses_token_type_ids
+from pocketbert.qa import QAWindow, decode_answers, prepare_features, squad_scores
 
 WINDOW_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 LABEL_FIELDS = ("start_positions", "end_positions")
@@ -43,7 +43,7 @@ class QACollator:
         self.pad_id, self.pad_to = pad_id, pad_to
 
     def __call__(self, rows: list[dict]) -> dict:
-        from pocketbert.distill.trainer import pad_windows
+        from pocketbert.distill.trainer import pad_windows  # lazy: as in train_qa
 
         batch = pad_windows(rows, WINDOW_FIELDS, self.pad_to, {"input_ids": self.pad_id})
         for name in (*LABEL_FIELDS, "window_index"):
@@ -61,6 +61,7 @@ def load_training_features(path, tokenizer, window: QAWindow, max_examples: int 
 
 @torch.no_grad()
 def predict_logits(model, features: dict, batch_size: int = 32, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """The model's [windows, length] start and end logits over prepared features, in batches (eval mode, no grad)."""
     model.eval()
     device = next(model.parameters()).device
     names = WINDOW_FIELDS if uses_token_type_ids(model) else WINDOW_FIELDS[:2]
@@ -84,9 +85,9 @@ def evaluate_qa(model, tokenizer, examples, window: QAWindow, batch_size: int = 
 
 def _load_trainable_qa_model(path, seed: int):
     """A *ForQuestionAnswering from any checkpoint; a fresh qa_outputs head where it has none (intended here)."""
-    from transformers import AutoConfig, AutoModelForQuestionAnswering, set_seed
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, set_seed  # lazy: as in train_qa
 
-    from pocketbert.distill.trainer import load_pretrained
+    from pocketbert.distill.trainer import load_pretrained  # lazy: as in train_qa
 
     set_seed(seed)  # the fresh head's initialisation is part of the seeded run
     config = load_pretrained(AutoConfig, path, "model")
@@ -124,11 +125,14 @@ FINE_TUNING = QALoss(alpha_task=1.0)  # no teacher: the gold-span cross-entropy 
 
 def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> dict:
     """`pocketbert finetune qa` (no teacher) and `pocketbert distill qa`: train, save, score on dev."""
+    # lazy: distill.trainer loads the HF Trainer and model classes (seconds); `pocketbert --help` imports this
+    # module (through demo.pipeline, for QAData and QALoss) and only training needs them.
     from pocketbert.distill.trainer import QATrainer, build_trainer, prepare_run_dir, train_and_save
-    from pocketbert.modeling import load_qa_model, load_tokenizer
 
     train_path, dev_path, window, teacher_path = data.train, data.dev, data.window, loss.teacher
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path)  # refuses a missing or degenerate tokenizer (all [UNK]) before any work
+    if (Path(model_path) / "config.json").is_file():  # ids past the embedding: one line now, not an IndexError later
+        check_tokenizer_fits(tokenizer, load_config(model_path), model_path)
     train_examples, dataset, data_check = load_training_features(train_path, tokenizer, window, data.max_train_examples)
     dev_examples = load_v1_squad(dev_path)[:data.max_dev_examples]
     teacher = None
@@ -140,7 +144,7 @@ def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> 
     # Loaded before the run folder exists: a damaged checkpoint leaves nothing behind that blocks the rerun.
     model, model_type, fresh_head = _load_trainable_qa_model(model_path, config.seed)
     alpha_ce, alpha_cos = (loss.alpha_ce, loss.alpha_cos) if teacher is not None else (0.0, 0.0)
-    if alpha_cos > 0 and teacher.config.hidden_size != model.config.hidden_size:
+    if teacher is not None and alpha_cos > 0 and teacher.config.hidden_size != model.config.hidden_size:
         raise PocketbertError(f"--alpha-cos compares hidden states, but the teacher is {teacher.config.hidden_size} wide "
                               f"and the student {model.config.hidden_size}; use --alpha-cos 0 for a narrower student")
     out = prepare_run_dir(out, config)

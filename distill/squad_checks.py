@@ -41,7 +41,9 @@ def _list(container, key) -> list:
 
 def check_answers(examples: list[QAExample], path) -> tuple[list[QAExample], dict]:
     """(the examples to train on, a report: counts, a one-line summary, a few skipped ids)."""
-    kept, fixed, skipped = [], 0, collections.Counter()
+    kept: list[QAExample] = []
+    fixed = 0
+    skipped: collections.Counter[str] = collections.Counter()  # questions left out, per reason
     skipped_ids = []
     for example in examples:
         answer, problem = _checked_first_answer(example)
@@ -49,6 +51,7 @@ def check_answers(examples: list[QAExample], path) -> tuple[list[QAExample], dic
             skipped[problem] += 1
             skipped_ids.append(example.id)
             continue
+        assert answer is not None  # _checked_first_answer names a problem whenever it has no answer
         if answer is not example.answers[0]:
             fixed += 1
             example = replace(example, answers=[answer, *example.answers[1:]])

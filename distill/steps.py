@@ -9,6 +9,8 @@ from pocketbert.fsutil import read_json, write_json
 
 
 class StepRunner:
+    """Runs a job's named steps, reusing those already done and keeping each step's seconds in `timings_path`."""
+
     def __init__(self, timings_path: Path, tag: str):
         self.timings_path, self.tag = Path(timings_path), tag
         self.timings = read_json(self.timings_path, "step times") if self.timings_path.exists() else {}

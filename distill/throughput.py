@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from pocketbert.distill.qa_train import QAData, QALoss, train_qa
+from pocketbert.distill.trainer import save_figure
 from pocketbert.fsutil import atomic_write_text, write_json
 from pocketbert.qa import QAWindow
 
@@ -22,8 +24,6 @@ ARMS = (
 def compare_throughput(teacher, student, train, out, config, window: QAWindow = QAWindow(),
                        max_train_examples: int | None = None) -> Path:
     """Run every arm into OUT/<n>/ and write OUT/throughput.md, .json and .png; returns the Markdown path."""
-    from pocketbert.distill.qa_train import QAData, QALoss, train_qa
-
     out = Path(out)
     rows = []
     for number, (label, levers) in enumerate(ARMS, 1):
@@ -52,9 +52,8 @@ def compare_throughput(teacher, student, train, out, config, window: QAWindow = 
 
 
 def _plot(rows: list[dict], png: Path) -> None:
+    # lazy: matplotlib costs ~1 s and only the plot needs it; the headless backend is chosen before pyplot loads.
     import matplotlib
-
-    from pocketbert.distill.trainer import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,19 +17,23 @@ import collections
 import json
 import os
 import shutil
+import struct
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import safe_globals
 from transformers.trainer_utils import get_last_checkpoint
 
-from pocketbert.errors import PocketbertError, first_line
-from pocketbert.fsutil import atomic_write_text, read_json, write_json
+from pocketbert.distill.losses import hidden_cosine_loss, masked_lm_loss, mlm_distillation_loss, qa_distillation_loss, soft_target_kl
+from pocketbert.errors import KeptOnInterrupt, PocketbertError, first_line
+from pocketbert.fsutil import atomic_write_text, check_output_path, read_json, write_json
 from pocketbert.manifest import tool_versions
-from pocketbert.modeling import uses_token_type_ids
-from pocketbert.distill.losses import (hidden_cosine_loss, masked_lm_loss, mlm_distillation_loss,
-                                       qa_distillation_loss, soft_target_kl)
+from pocketbert.modeling import quiet_load_report, uses_token_type_ids
+from pocketbert.options import above, at_least, between, check_options
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -41,6 +45,9 @@ PADDING_LOGIT = -1e4
 
 @dataclass
 class TrainConfig:
+    """The training options every distill/finetune command shares; `checked()` refuses values out of range, and the
+    resolved values go to run.json."""
+
     epochs: float = 2.0
     batch_size: int = 16
     lr: float = 5e-5
@@ -62,6 +69,19 @@ class TrainConfig:
     eval_steps: int = 0
     callbacks: list = field(default_factory=list, repr=False)
 
+    def checked(self) -> TrainConfig:
+        """This config, or one line naming every option out of range (before any model is loaded or folder made)."""
+        steps = None
+        if self.max_steps is not None and self.max_steps != -1 and self.max_steps < 1:
+            steps = f"--max-steps {self.max_steps} (must be at least 1, or -1 to train for --epochs)"
+        check_options(steps, above("--epochs", self.epochs, 0) if self.max_steps in (None, -1) else None,
+                      at_least("--batch-size", self.batch_size, 1), at_least("--grad-accum", self.grad_accum, 1),
+                      above("--lr", self.lr, 0), between("--warmup", self.warmup, 0, 1, high_open=True),
+                      at_least("--seed", self.seed, 0), at_least("--save-steps", self.save_steps, 1),
+                      at_least("--logging-steps", self.logging_steps, 1), at_least("--eval-steps", self.eval_steps, 0),
+                      at_least("weight decay", self.weight_decay, 0))
+        return self
+
 
 class JsonlMetricsCallback(TrainerCallback):
     """Append every log record (loss, its terms, lr, epoch) to DIR/metrics.jsonl as one JSON line."""
@@ -70,6 +90,7 @@ class JsonlMetricsCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Append this log record, stamped with its step; the main process alone writes, so lines never interleave."""
         if state.is_world_process_zero and logs:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
@@ -83,12 +104,14 @@ class DevScoreCallback(TrainerCallback):
         self.evaluate, self.every, self.path = evaluate, every, Path(path)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Score dev on the main process every `every` steps, then put the model back in training mode."""
         if state.is_world_process_zero and state.global_step % self.every == 0 and state.global_step < state.max_steps:
             record_dev_scores(self.path, state.global_step, self.evaluate(model))
             model.train()
 
 
 def record_dev_scores(path: Path, step: int, scores: dict) -> None:
+    """Append {"step", "dev_em", "dev_f1"} to metrics.jsonl: the points of the dev F1 curve in loss.png."""
     with open(path, "a") as handle:
         handle.write(json.dumps({"step": step, "dev_em": scores["exact_match"], "dev_f1": scores["f1"]}) + "\n")
 
@@ -114,10 +137,12 @@ class RunTrainer(Trainer):
             self._term_counts[name] += 1
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        """The Trainer's step, counting the batch's windows for the windows/s in run.json."""
         self.windows_trained += len(inputs["input_ids"])
         return super().training_step(model, inputs, num_items_in_batch)
 
     def loss_sum_so_far(self) -> float:
+        """The training loss summed over every step of the run, those before a --resume included."""
         return self.loss_before_resume["loss_sum"] + self._total_loss_scalar + float(self._tr_loss)
 
     def _save_checkpoint(self, model, trial):
@@ -127,6 +152,7 @@ class RunTrainer(Trainer):
             write_json(folder / LOSS_TOTAL_FILE, {"step": self.state.global_step, "loss_sum": self.loss_sum_so_far()})
 
     def log(self, logs, start_time=None):
+        """The Trainer's log; a record that carries the loss also gets each term's mean since the previous one."""
         if "loss" in logs:
             for name, total in self._term_sums.items():
                 logs[f"loss_{name}"] = round(total / self._term_counts[name], 6)
@@ -155,6 +181,7 @@ class QATrainer(RunTrainer):
         self.teacher_cache = {} if cache_teacher else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """`qa_distillation_loss` on padding-masked start/end logits; the terms are recorded for the log."""
         inputs = dict(inputs)
         start_positions, end_positions = inputs.pop("start_positions"), inputs.pop("end_positions")
         window_index = inputs.pop("window_index")
@@ -220,6 +247,7 @@ class MLMDistillationTrainer(RunTrainer):
             raise PocketbertError("every loss weight is 0; set at least one of --alpha-ce, --alpha-mlm, --alpha-cos > 0")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """`mlm_distillation_loss` of the terms whose alpha is above 0; the teacher runs only when a term needs it."""
         labels, attention_mask = inputs["labels"], inputs["attention_mask"]
         want_hidden = "cos" in self.alphas
         outputs = model(input_ids=inputs["input_ids"], attention_mask=attention_mask, output_hidden_states=want_hidden)
@@ -273,8 +301,6 @@ def load_pretrained(loader, path, what: str, **kwargs):
     """`loader.from_pretrained(path)`, with a missing or damaged checkpoint as one line naming it."""
     if not (Path(path) / "config.json").is_file():
         raise PocketbertError(f"{what} '{path}' is not a checkpoint directory with config.json; pass one")
-    from pocketbert.modeling import quiet_load_report
-
     try:
         with quiet_load_report():  # a teacher without an MLM head or pooler is expected, not news
             return loader.from_pretrained(str(path), **kwargs)
@@ -287,8 +313,6 @@ def process_state():
 
     On CPU the Trainer joins a launch only when told it runs on CPU (`use_cpu`), so both ask for the same.
     """
-    from accelerate import PartialState
-
     return PartialState(cpu=not torch.cuda.is_available())
 
 
@@ -298,8 +322,9 @@ def prepare_run_dir(out: str | Path, config: TrainConfig) -> Path:
     In a multi-process launch the main process alone checks and creates the folder (two processes doing it
     race); every process then raises the same error, or none.
     """
+    config.checked()
     state = process_state()
-    verdict = [None]
+    verdict: list[str | None] = [None]  # the main process's refusal, broadcast so every process raises it
     if state.is_main_process:
         try:
             _check_and_create_run_dir(Path(out), config)
@@ -313,6 +338,7 @@ def prepare_run_dir(out: str | Path, config: TrainConfig) -> Path:
 
 
 def _check_and_create_run_dir(out: Path, config: TrainConfig) -> None:
+    out = check_output_path(out)  # not '.' or a folder holding it (--force would delete the working folder), a file or a link
     if out.exists() and config.force and not config.resume:
         # --force deletes only what a training run wrote, never an unrelated folder passed by mistake.
         if any(out.iterdir()) and not any((out / name).exists() for name in (CHECKPOINTS, METRICS_FILE, RUN_FILE)):
@@ -334,11 +360,13 @@ def _is_empty_dir(path: Path) -> bool:
 
 
 def get_last_checkpoint_or_none(out: Path):
+    """The newest OUT/checkpoints/checkpoint-N (what --resume continues from), or None."""
     folder = Path(out) / CHECKPOINTS
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
 def training_arguments(out: Path, config: TrainConfig) -> TrainingArguments:
+    """The Trainer's arguments for `config`: bf16 (else fp16) on a GPU, CPU otherwise, checkpoints under OUT."""
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
@@ -364,6 +392,7 @@ def train_and_save(trainer: RunTrainer, out: Path, config: TrainConfig, tokenize
     main_process = trainer.is_world_process_zero()
     last = get_last_checkpoint_or_none(out) if config.resume else None
     if last:
+        check_resumable(Path(last))
         trainer.loss_before_resume = read_json(Path(last) / LOSS_TOTAL_FILE, "checkpoint loss total") \
             if (Path(last) / LOSS_TOTAL_FILE).is_file() else {"step": 0, "loss_sum": 0.0}
     if main_process:
@@ -376,10 +405,18 @@ def train_and_save(trainer: RunTrainer, out: Path, config: TrainConfig, tokenize
             print(line)
         if evaluate and config.eval_steps > 0:
             trainer.add_callback(DevScoreCallback(evaluate, config.eval_steps, out / METRICS_FILE))
-    result = trainer.train(resume_from_checkpoint=last)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    except KeyboardInterrupt as interrupt:
+        # The checkpoints are kept on purpose (that is what --resume reads): say so, and how to go on.
+        raise training_interrupted(out, config) from interrupt
     windows = _sum_over_processes(trainer.windows_trained, trainer.args.device)
     if not main_process:
         return {}
+    if trainer.state.global_step == 0:
+        # A run of no steps would save its input model as a finished run: never written as one.
+        raise PocketbertError(f"the run trained 0 steps, so '{out}' was not written as a finished run; "
+                              "pass --epochs above 0 or --max-steps of at least 1")
     model = _unwrap(trainer.model)
     tmp = out / f".final-tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -413,6 +450,98 @@ def train_and_save(trainer: RunTrainer, out: Path, config: TrainConfig, tokenize
     return run
 
 
+# What a checkpoint folder must hold for --resume, and how each file is checked without trusting its contents.
+CHECKPOINT_STATE = "trainer_state.json"
+CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+CHECKPOINT_TORCH_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
+
+
+def check_resumable(checkpoint: Path) -> None:
+    """One line naming the first damaged or missing file of `checkpoint` (a truncated model.safetensors, no
+    trainer_state.json, an optimizer.pt that is not a PyTorch file), and the way out: resume from the checkpoint
+    before it, or start again. Files are read the way the Trainer reads them (weights_only=True)."""
+    checkpoint = Path(checkpoint)
+    problem = _checkpoint_problem(checkpoint)
+    if problem is None:
+        return
+    earlier = sorted((p for p in checkpoint.parent.glob("checkpoint-*") if p.is_dir() and p != checkpoint
+                      and p.name.rsplit("-", 1)[-1].isdigit() and int(p.name.rsplit("-", 1)[-1]) <
+                      int(checkpoint.name.rsplit("-", 1)[-1])), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    way_out = (f"move '{checkpoint}' out of {checkpoint.parent} to resume from {earlier[-1].name}, or pass --force "
+               "(without --resume) to start again" if earlier else "pass --force (without --resume) to start again")
+    raise PocketbertError(f"cannot resume from {checkpoint.name}: {problem}; {way_out}")
+
+
+def _checkpoint_problem(checkpoint: Path) -> str | None:
+    state = checkpoint / CHECKPOINT_STATE
+    if not state.is_file():
+        return f"'{state}' is missing (the checkpoint was cut short)"
+    try:
+        json.loads(state.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"'{state}' is damaged ({first_line(err)})"
+    weights = next((checkpoint / name for name in CHECKPOINT_WEIGHTS if (checkpoint / name).is_file()), None)
+    if weights is None:
+        return f"'{checkpoint / CHECKPOINT_WEIGHTS[0]}' is missing"
+    damage = safetensors_damage(weights) if weights.suffix == ".safetensors" else _torch_file_damage(weights)
+    if damage:
+        return f"'{weights}' is damaged ({damage})"
+    for name in CHECKPOINT_TORCH_FILES:
+        if (checkpoint / name).is_file():
+            damage = _torch_file_damage(checkpoint / name)
+            if damage:
+                return f"'{checkpoint / name}' is damaged ({damage})"
+    return None
+
+
+def safetensors_damage(path: Path) -> str | None:
+    """Why a .safetensors file cannot be loaded (a header that does not parse, data shorter than the header
+    says), or None. Reads the header only."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return f"{size} bytes, shorter than a safetensors header"
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > size - 8:
+                return "its header runs past the end of the file: the file was cut short"
+            header = json.loads(handle.read(header_len))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"not a safetensors file: {first_line(err)}"
+    if not isinstance(header, dict):
+        return "not a safetensors file: its header is not a table of tensors"
+    ends = [entry["data_offsets"][1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict) and len(entry.get("data_offsets") or ()) == 2]
+    needed = 8 + header_len + max(ends, default=0)
+    if size < needed:
+        return f"{size} bytes of the {needed} its header describes: the file was cut short"
+    return None
+
+
+def _torch_file_damage(path: Path) -> str | None:
+    """Why torch.load(weights_only=True), as the Trainer calls it, fails on `path`, in our words, or None."""
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch file: not written by torch.save, or cut short"
+    try:
+        with safe_globals():  # the numpy types rng_state.pth holds, as the Trainer allows
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged archive
+        return f"torch cannot read it: {type(err).__name__}"
+    return None
+
+
+def training_interrupted(out: Path, config: TrainConfig) -> KeyboardInterrupt:
+    """The KeyboardInterrupt a training run ends with: what it kept (checkpoints, metrics) and that --resume
+    continues from the newest checkpoint (pocketbert.cli completes the hint with the exact command)."""
+    last = get_last_checkpoint_or_none(out)
+    if last:
+        return KeptOnInterrupt(f"the run's checkpoints were kept (newest: {last}); run.json and the final model "
+                               "were not written", resume=True)
+    return KeptOnInterrupt(f"it stopped before its first checkpoint (every --save-steps {config.save_steps} steps), so "
+                           f"'{out}' holds no model, only its logs", resume=True)
+
+
 def _sum_over_processes(count: int, device) -> int:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return count
@@ -433,6 +562,7 @@ def _drop_metrics_after(metrics_path: Path, step: int) -> None:
 def plot_losses(metrics_path: Path, png_path: Path, title: str) -> None:
     """The total loss and each term (loss_ce, loss_task, ...) against the optimiser step, and the dev F1 where
     it was scored during training (right axis)."""
+    # lazy: matplotlib costs ~1 s and only the plot needs it; the headless backend is chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -460,7 +590,7 @@ def plot_losses(metrics_path: Path, png_path: Path, title: str) -> None:
 
 def save_figure(fig, png_path: Path) -> None:
     """Save a matplotlib figure through a temporary name, then close it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib costs ~1 s and only a plot needs it (the caller has loaded it)
 
     fig.tight_layout()
     tmp = png_path.parent / f".{png_path.name}.tmp-{os.getpid()}.png"
@@ -470,6 +600,8 @@ def save_figure(fig, png_path: Path) -> None:
 
 
 def build_trainer(trainer_class, model, dataset, out: Path, config: TrainConfig, collator=None, **extra) -> Trainer:
+    """A `trainer_class` over `dataset` with the run folder's arguments and metrics.jsonl logging; `extra` goes to
+    the trainer (the teacher, the loss weights)."""
     callbacks = [JsonlMetricsCallback(out / METRICS_FILE), *config.callbacks]
     return trainer_class(model=model, args=training_arguments(out, config), train_dataset=dataset,
                          data_collator=collator, callbacks=callbacks, **extra)

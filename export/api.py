@@ -1,23 +1,24 @@
 """`pocketbert export`: checkpoint -> validated artifact folder (artifact + manifest.json + tokenizer)."""
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pocketbert.errors import PocketbertError
-from pocketbert.export.base import ExportOptions, validation_lengths
-from pocketbert.export.registry import format_class, format_names, get_format
+from pocketbert.errors import PocketbertError, native_chatter_held_back
+from pocketbert.export.base import DEFAULT_SEQ_LENS, ExportOptions, validation_lengths
+from pocketbert.export.calibration import check_calibration_file
+from pocketbert.export.deployment_targets import check_deployment_target
 from pocketbert.export.loader_files import MODEL_CONFIG_NAME, write_loader_files
-from pocketbert.export.task import MASK_CONVERSIONS, OUTPUT_NAMES, check_wrapper, exportable_qa, refusal
-from pocketbert.fsutil import atomic_dir
-from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, tool_versions, write_manifest
-from pocketbert.modeling import load_qa_model, max_sequence_length, save_tokenizer, tokenizer_contract
+from pocketbert.export.registry import format_class, format_names, get_format
+from pocketbert.export.task import MASK_CONVERSIONS, check_wrapper, exportable_qa, refusal, refusal_reason
+from pocketbert.fsutil import atomic_dir, check_replaceable
+from pocketbert.manifest import build_manifest, write_manifest
+from pocketbert.modeling import ENCODERS, load_qa_model, max_sequence_length, save_tokenizer, tokenizer_contract
 
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
-                 seq_lens: tuple[int, ...] = (128, 384), dynamic: bool = False, backend: str | None = None,
+                 seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS, dynamic: bool = False, backend: str | None = None,
                  deployment_target: str | None = None, calibration: str | Path | None = None,
                  force: bool = False) -> dict:
     """Export `model` (checkpoint dir, hub id or preset) and validate it in its runtime; returns the manifest.
@@ -32,22 +33,20 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         raise PocketbertError(f"format {format} has no backend '{backend}'; choose: {choices}")
     backend = backend or (exporter.backends[0] if exporter.backends else None)
     exporter.check_precision(precision, backend)
+    check_deployment_target(format, backend, deployment_target)
     if calibration is not None:
         if precision not in exporter.calibrated_precisions:
             calibrated = [f"{f.name} {p}" for f in map(format_class, format_names()) for p in f.calibrated_precisions]
             raise PocketbertError(f"--calibration applies only to {', '.join(calibrated)}; drop it for "
                                   f"{format} {precision}")
-        if not Path(calibration).is_file():
-            raise PocketbertError(f"calibration file '{calibration}' does not exist; pass a SQuAD v1.1 JSON file "
-                                  "(or drop --calibration to use generated BBC questions)")
+        check_calibration_file(calibration)
         calibration = str(Path(calibration).resolve())
     if dynamic and not exporter.supports_dynamic_length:
         raise PocketbertError(f"format {format} needs fixed lengths; drop --dynamic and pass --seq-len N ...")
     if not seq_lens or min(seq_lens) < 8:
         raise PocketbertError("sequence lengths must be at least 8 tokens (room for a question and some context)")
-    out = Path(out)
-    if out.exists() and not force:
-        raise PocketbertError(f"output '{out}' already exists; pass --force to overwrite it")
+    # Before the model loads: new, or with --force a folder pocketbert wrote; never '.', a file, a link or read-only.
+    out = check_replaceable(out, force)
 
     loaded = load_qa_model(model)
     refused = refusal(loaded.model.config, format, precision)
@@ -82,38 +81,23 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         artifact = folder / exporter.artifact_name(options)
         artifact.parent.mkdir(parents=True, exist_ok=True)
         steps.set_postfix_str("convert")
-        graph = exporter.export(module, options, artifact)
+        with native_chatter_held_back():  # the converters' own logs; shown only if the conversion crashes
+            graph = exporter.export(module, options, artifact)
         steps.update()
         inputs, outputs = exporter.io_spec(module, options)
-        size, sha256 = artifact_digest(artifact)
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "task": "question-answering",
-            "format": format,
-            "backend": options.backend,
-            "precision": precision,
-            "artifact": artifact.relative_to(folder).as_posix(),
-            "inputs": inputs,
-            "outputs": outputs,
-            "sequence": sequence,
-            "accepted_lengths": accepted,
-            "attention_mask": {
+        manifest = build_manifest(
+            folder, artifact, format=format, backend=options.backend, precision=precision, inputs=inputs,
+            outputs=outputs, sequence=sequence, source=loaded.source, runtime_settings=exporter.runtime_settings,
+            accepted_lengths=accepted,
+            attention_mask={
                 "input": "attention_mask", "values": "1 = real token, 0 = padding (the tokenizer's own mask)",
                 "dtype": exporter.input_dtype, "conversion": MASK_CONVERSIONS[module.mask_kind],
                 **({"local_window_half_width": module.local_window} if module.local_window else {}),
             },
-            "tokenizer_contract": contract,
-            "parameters": loaded.source["parameters"],
-            "file_bytes": size,
-            "sha256": sha256,
-            "source": loaded.source,
-            "graph": graph,
-            "options": options.to_dict(),
-            "versions": tool_versions(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+            tokenizer_contract=contract, graph=graph, options=options.to_dict())
         steps.set_postfix_str("validate")
-        manifest["validation"] = exporter.validate(artifact, manifest, module, loaded.tokenizer)
+        with native_chatter_held_back():  # the runtimes' start-up notes (XNNPACK delegate, cpuinfo)
+            manifest["validation"] = exporter.validate(artifact, manifest, module, loaded.tokenizer)
         manifest["validation"]["wrapper_vs_original"] = wrapper_check
         steps.update()
         if manifest["validation"]["passed"] is False:
@@ -133,8 +117,6 @@ def support_table() -> str:
     tests/test_architectures.py (fp32 everywhere, int8 for a subset); refused cells fail up front with the
     reason in the footnote.
     """
-    from pocketbert.export.task import refusal_reason
-    from pocketbert.modeling import ENCODERS
 
     formats = [format_class(name) for name in format_names()]
     lines = ["| Architecture | mask | " + " | ".join(f"{f.name} ({f.runtime})" for f in formats) + " |",
@@ -204,4 +186,4 @@ def describe(manifest: dict) -> str:
             f"{manifest['file_bytes'] / 1e6:.1f} MB, validated on lengths {v['lengths']} ({check})")
 
 
-__all__ = ["export_model", "describe", "support_table", "OUTPUT_NAMES"]
+__all__ = ["export_model", "describe", "support_table"]

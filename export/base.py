@@ -11,25 +11,24 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.comparison import compare_logits
-from pocketbert.export.task import OUTPUT_NAMES, QAModule, torch_reference, validation_inputs
+from pocketbert.export.calibration import calibration_windows
+from pocketbert.export.task import QAModule
+from pocketbert.manifest import io_entries
+from pocketbert.qa import MAX_SEQ_LEN
+from pocketbert.reference import torch_reference, validation_inputs
+from pocketbert.rules import JUDGE_WINDOWS, compare_logits, judge, tolerance_for
 
-FP32_TOLERANCE = 1e-4
-# Below fp32 no logit tolerance decides, so a quantized artifact is checked by its answers instead: on real QA windows
-# (generated questions the calibration never sees), where the original model is confident (its best start or end
-# logit beats the runner-up by CONFIDENT_MARGIN), the artifact must pick the same position in at least
-# MIN_CONFIDENT_AGREEMENT of them. Random-weight test models are almost never confident, so this catches broken
-# quantization of trained models (a full-int8 ONNX graph that agreed on 0% of them) without flagging test models.
-REAL_WINDOWS = 8
-CONFIDENT_MARGIN = 1.0
-MIN_CONFIDENT_AGREEMENT = 0.5
-MIN_CONFIDENT_ROWS = 4  # fewer confident positions than this: no verdict
+# The lengths an export takes when none are given: 128 for short questions, and SQuAD's (and MLPerf Mobile's) 384.
+DEFAULT_SEQ_LENS = (128, MAX_SEQ_LEN)
 
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """How to export: precision, the sequence lengths (fixed or a range), backend, deployment target and
+    calibration data; recorded in the manifest as given."""
+
     precision: str = "fp32"
-    seq_lens: tuple[int, ...] = (128, 384)  # fixed lengths: TFLite signatures, Core ML enumerated shapes
+    seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS  # fixed lengths: TFLite signatures, Core ML enumerated shapes
     dynamic: bool = False  # a length range [min_seq_len, max_seq_len] instead, where the format supports it
     min_seq_len: int = 8
     max_seq_len: int = 512
@@ -38,6 +37,7 @@ class ExportOptions:
     calibration: str | None = None  # SQuAD v1.1 file for static quantization; None: generated BBC questions
 
     def to_dict(self) -> dict:
+        """The options as a plain dict, for the manifest's record of how the artifact was exported."""
         return asdict(self)
 
 
@@ -84,6 +84,8 @@ class Exporter(ABC):
     input_dtype: ClassVar[str] = "int64"  # what the artifact's integer inputs are inside the runtime
     batch_dynamic: ClassVar[bool] = False
     supports_dynamic_length: ClassVar[bool] = True
+    # How every runner opens this format's artifacts (pocketbert/sessions.py), recorded in each manifest for apps.
+    runtime_settings: ClassVar[dict] = {}
 
     @classmethod
     def why_not_runnable_here(cls, backend: str | None = None) -> str | None:
@@ -98,6 +100,7 @@ class Exporter(ABC):
 
     @classmethod
     def runs_here(cls, backend: str | None = None) -> bool:
+        """Whether this format's runtime can execute on this machine (see why_not_runnable_here for the reason)."""
         return cls.why_not_runnable_here(backend) is None
 
     def check_precision(self, precision: str, backend: str | None) -> None:
@@ -131,14 +134,16 @@ class Exporter(ABC):
         raise NotRunnableHere(f"{self.runtime} has no per-op profiler that pocketbert reads")
 
     def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
-        """Run the artifact on real tokenised QA pairs and compare it with the unmodified transformers model."""
+        """Run the artifact on real tokenised QA pairs and judge it against the unmodified transformers model by the
+        rulebook (pocketbert/rules.py): the same rule every device target applies."""
         lengths = validation_lengths(manifest)
         reference = f"transformers {type(module.model).__name__}, unmodified, eager PyTorch fp32"
         try:
             runner = self.load(path, manifest)
         except NotRunnableHere as reason:
             return {"ran": False, "reason": str(reason), "lengths": lengths, "reference": reference, "passed": None}
-        tolerance = FP32_TOLERANCE if manifest["precision"] == "fp32" else None
+        precision = manifest["precision"]
+        tolerance = tolerance_for(precision)
         per_length = {}
         for length in lengths:
             inputs = validation_inputs(tokenizer, self.input_names(module), length)
@@ -158,7 +163,7 @@ class Exporter(ABC):
         result["passed"] = None if tolerance is None else all(c["passed"] for c in per_length.values())
         if tolerance is None:
             result["confident_answers"] = confident_answer_agreement(runner, module, self.input_names(module),
-                                                                     tokenizer, max(manifest["sequence"]["lengths"]))
+                                                                     tokenizer, judge_length(manifest), precision)
             result["passed"] = result["confident_answers"]["passed"]
         return result
 
@@ -177,30 +182,33 @@ class Exporter(ABC):
         """Manifest inputs/outputs: names, dtypes, shapes ("batch"/"seq" name the symbolic axes)."""
         batch = "batch" if self.batch_dynamic else 1
         seq = "seq" if options.dynamic or len(options.seq_lens) > 1 else options.seq_lens[0]
-        inputs = [{"name": n, "dtype": self.input_dtype, "shape": [batch, seq]} for n in self.input_names(module)]
-        outputs = [{"name": n, "dtype": "float32", "shape": [batch, seq]} for n in OUTPUT_NAMES]
-        return inputs, outputs
+        return io_entries(self.input_names(module), self.input_dtype, batch, seq)
 
 
-def confident_answer_agreement(runner: Runner, module: QAModule, input_names, tokenizer, length: int) -> dict:
-    """How often the artifact picks the original model's start / end position where that model is confident."""
-    from pocketbert.export.calibration import calibration_windows
+def judge_inputs(tokenizer, input_names, length: int, precision: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The windows an artifact of `precision` is judged on at `length`, and where they came from: the validation
+    pairs where a logit tolerance decides (fp32), else JUDGE_WINDOWS real QA windows (generated dev questions that
+    calibration never sees) for the answer rule."""
+    if tolerance_for(precision) is not None:
+        inputs = validation_inputs(tokenizer, input_names, length)
+        return inputs, {"windows": len(inputs["attention_mask"]), "length": length,
+                        "source": "pocketbert.reference.VALIDATION_EXAMPLES"}
+    sample = calibration_windows(tokenizer, input_names, length, questions=JUDGE_WINDOWS, split="dev")
+    return sample.windows, {"windows": sample.facts["windows"], "length": length, "source": sample.facts["source"]}
 
-    sample = calibration_windows(tokenizer, input_names, length, questions=REAL_WINDOWS, split="dev")
-    windows = sample.windows
-    real = windows["attention_mask"] == 1
-    agreeing = confident = 0
-    for got, expected in zip(runner(windows), torch_reference(module, windows)):
-        expected = np.where(real, expected, -np.inf)
-        top_two = np.sort(expected, axis=-1)[:, -2:]
-        sure = top_two[:, 1] - top_two[:, 0] >= CONFIDENT_MARGIN
-        confident += int(sure.sum())
-        agreeing += int((np.where(real, got, -np.inf).argmax(-1) == expected.argmax(-1))[sure].sum())
-    agreement = agreeing / confident if confident else None
-    verdict = None if confident < MIN_CONFIDENT_ROWS else agreement >= MIN_CONFIDENT_AGREEMENT
-    return {"windows": sample.facts["windows"], "length": length, "source": sample.facts["source"],
-            "confident_margin": CONFIDENT_MARGIN, "confident_positions": confident, "agreement": agreement,
-            "min_agreement": MIN_CONFIDENT_AGREEMENT, "passed": verdict}
+
+def confident_answer_agreement(runner: Runner, module: QAModule, input_names, tokenizer, length: int,
+                               precision: str = "int8") -> dict:
+    """The rulebook's answer rule on the judge windows: how often the artifact picks the original model's start /
+    end position where that model is confident."""
+    windows, facts = judge_inputs(tokenizer, input_names, length, precision)
+    check = judge(runner(windows), torch_reference(module, windows), precision, windows["attention_mask"])
+    return {**facts, **check["confident_answers"], "rule": check["rule"]}
+
+
+def judge_length(manifest: dict) -> int:
+    """The length the answer rule is judged at: the longest of the lengths the artifact was exported for."""
+    return max(manifest["sequence"]["lengths"])
 
 
 def validation_lengths(manifest: dict) -> list[int]:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pocketbert.export.task import first_windows
+from pocketbert.data.make_qa import make_qa_dataset
+from pocketbert.errors import PocketbertError
 from pocketbert.qa import load_squad
+from pocketbert.reference import first_windows
 
 CALIBRATION_QUESTIONS = 128
 CALIBRATION_SEED = 0
@@ -23,8 +26,41 @@ GENERATED_SOURCE = GENERATED_SPLIT_SOURCE.format(split="train")
 
 @dataclass
 class Calibration:
+    """Real QA windows to calibrate static quantization on, with the manifest's record of their source."""
+
     windows: dict[str, np.ndarray]  # input name -> int64 [windows, length]
     facts: dict  # the manifest's record of where the windows came from
+
+
+def check_calibration_file(source: str | Path | None, questions: int = CALIBRATION_QUESTIONS) -> int | None:
+    """Before any model is loaded: a --calibration file that is no SQuAD v1.1 file with questions is one line (the
+    same one calibration would give after the conversion); one with fewer questions than a calibration uses
+    (`questions`, 128) calibrates on fewer windows, and a one-line warning says how many. Returns the number of
+    questions (None without a file: the generated questions are used).
+
+    Why a warning and no minimum: a few of the user's own questions (3 in the test suite) still calibrate, only
+    with ranges read from fewer windows; the count is also in the manifest (calibration.questions)."""
+    if source is None:
+        return None
+    if not Path(source).is_file():
+        raise PocketbertError(f"calibration file '{source}' does not exist; pass a SQuAD v1.1 JSON file "
+                              "(or drop --calibration to use generated BBC questions)")
+    count = len(load_squad(source))
+    warn_few_questions(source, count, questions)
+    return count
+
+
+_warned: set[str] = set()
+
+
+def warn_few_questions(source: str | Path, count: int, questions: int = CALIBRATION_QUESTIONS) -> None:
+    """The one-line warning for a calibration file with fewer than `questions` questions, once per file and process."""
+    key = str(Path(source).resolve())
+    if count < questions and key not in _warned:
+        _warned.add(key)
+        print(f"pocketbert: warning: calibration file '{source}' has {count} question(s), so activation ranges come "
+              f"from {count} window(s) instead of {questions}; pass a file with at least {questions} questions for "
+              f"ranges that cover real inputs", file=sys.stderr)
 
 
 def calibration_windows(tokenizer, input_names, length: int, source: str | Path | None = None,
@@ -37,6 +73,7 @@ def calibration_windows(tokenizer, input_names, length: int, source: str | Path 
     else:
         examples = load_squad(source)
         described = str(Path(source).resolve())
+        warn_few_questions(source, len(examples), questions)
     chosen = random.Random(CALIBRATION_SEED).sample(examples, min(questions, len(examples)))
     windows = first_windows(tokenizer, chosen, input_names, length)
     facts = {"source": described, "questions_available": len(examples), "questions": len(chosen),
@@ -55,8 +92,6 @@ def generated_examples(split: str) -> list:
 def generated_splits() -> dict[str, list]:
     """Both splits of the generated BBC questions, generated once per process (a few seconds): an int8-static
     export calibrates on the train split and then checks its answers on the dev split."""
-    from pocketbert.data.make_qa import make_qa_dataset
-
     with tempfile.TemporaryDirectory() as tmp:
-        make_qa_dataset(Path(tmp) / "qa", seed=CALIBRATION_SEED)
+        make_qa_dataset(Path(tmp) / "qa", seed=CALIBRATION_SEED, progress=False)  # no bar nested in the export's
         return {split: load_squad(Path(tmp) / "qa" / f"{split}.json") for split in ("train", "dev")}

@@ -1,7 +1,10 @@
 """`pocketbert export MODEL --format F ...`"""
 from __future__ import annotations
 
-from pocketbert.export.registry import format_names
+from pocketbert.export.base import DEFAULT_SEQ_LENS
+from pocketbert.export.registry import format_class, format_names
+
+# Each subcommand imports the stage code it runs inside its own function, so `pocketbert --help` stays fast.
 
 
 def register(sub) -> None:
@@ -10,11 +13,11 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8; ExecuTorch (XNNPACK), ONNX, TFLite and Core ML also int4; ONNX and TFLite "
-                        "also int8-static (int8 activations, calibrated) and a16w8 (int8 weights, 16-bit activations, "
-                        "calibrated); Core ML also palette4 / palette6 (default fp32)")
-    p.add_argument("--seq-len", type=int, nargs="+", default=[128, 384], metavar="N",
-                   help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default 128 384")
+                   help="; ".join(f"{name}: {', '.join(format_class(name).precisions)}" for name in format_names())
+                        + " (int8-static and a16w8 are calibrated: int8 / 16-bit activations; default fp32)")
+    p.add_argument("--seq-len", type=int, nargs="+", default=list(DEFAULT_SEQ_LENS), metavar="N",
+                   help="fixed sequence lengths (TFLite signatures, Core ML enumerated shapes); default "
+                        + " ".join(map(str, DEFAULT_SEQ_LENS)))
     p.add_argument("--dynamic", action="store_true", help="a sequence-length range up to max_position_embeddings instead")
     p.add_argument("--backend", help="executorch: xnnpack (default) or coreml")
     p.add_argument("--deployment-target", help="coreml: minimum OS, e.g. iOS17 (default), iOS18, macOS14")
@@ -37,6 +40,7 @@ def run(args) -> int:
         return 0
     if not (args.model and args.format and args.out):
         raise PocketbertError("pass MODEL, --format and --out (or --list-support to see what exports)")
+    check_export_options(args)
 
     manifest = export_model(args.model, args.format, args.out, precision=args.precision,
                             seq_lens=tuple(args.seq_len), dynamic=args.dynamic, backend=args.backend,
@@ -45,3 +49,21 @@ def run(args) -> int:
     print(describe(manifest))
     print(f"wrote {args.out}")
     return 0
+
+
+def check_export_options(args) -> None:
+    """What can be judged before the model is loaded and converted: --seq-len in range, --deployment-target known
+    and read by this export, --calibration a SQuAD file with questions (a warning when it has fewer than a
+    calibration uses). export_model checks the same again, later, for callers of the API."""
+    from pocketbert.export.calibration import check_calibration_file
+    from pocketbert.export.deployment_targets import check_deployment_target
+    from pocketbert.export.registry import format_class
+    from pocketbert.options import check_options, each_at_least
+
+    check_options(each_at_least("--seq-len", args.seq_len, 8))
+    exporter = format_class(args.format)
+    backend = args.backend or (exporter.backends[0] if exporter.backends else None)
+    if args.backend is None or args.backend in exporter.backends:
+        check_deployment_target(args.format, backend, args.deployment_target)
+    if args.calibration is not None and args.precision in exporter.calibrated_precisions:
+        check_calibration_file(args.calibration)

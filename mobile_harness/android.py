@@ -11,15 +11,26 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from pocketbert.results import latency_stats
 from pocketbert.errors import PocketbertError
 from pocketbert.mobile_harness.bundle import check_outputs, not_measurable, outcome
 from pocketbert.mobile_harness.targets import (
-    DEFAULT_TIMEOUT_S, TOOL_HINTS, DeviceLost, Target, call, last_line, parse_df_available, register_target,
-    remote_command, split_spec, text)
+    DEFAULT_TIMEOUT_S,
+    TOOL_HINTS,
+    DeviceLost,
+    Target,
+    call,
+    last_line,
+    parse_df_available,
+    register_target,
+    remote_command,
+    split_spec,
+    text,
+)
+from pocketbert.results import latency_stats
 
 # The native runner of each runtime (the runtime names are the export registry's).
 RUNNER_NAMES = {"litert": "benchmark_model", "executorch": "executor_runner"}
@@ -97,7 +108,7 @@ def elf_abi(binary: Path) -> str:
     header = binary.read_bytes()[:20]
     if header[:4] != b"\x7fELF" or len(header) < 20:
         raise PocketbertError(f"runner '{binary}' is not an ELF executable; build it for Android with the NDK")
-    order = "little" if header[5] == 1 else "big"
+    order: Literal["little", "big"] = "little" if header[5] == 1 else "big"
     machine = int.from_bytes(header[18:20], order)
     return ELF_MACHINE_ABIS.get(machine, f"ELF machine {machine}")
 
@@ -178,6 +189,7 @@ class AndroidTarget(Target):
         return self._props
 
     def abi(self) -> str:
+        """The phone's primary ABI (ro.product.cpu.abi): what a pushed runner must be built for."""
         return self.properties().get("ro.product.cpu.abi", "unknown")
 
     def info(self) -> dict:
@@ -213,6 +225,7 @@ class AndroidTarget(Target):
 
 
 def runner_argv(runtime: str, binary: str, bundle, target: AndroidTarget) -> list[str]:
+    """The command line that runs this bundle on the phone through benchmark_model (litert) or executor_runner."""
     config = bundle.config
     remote = lambda name: target.path(bundle.name, name)  # noqa: E731
     artifact = remote(config["artifact"])
@@ -238,6 +251,8 @@ def runner_argv(runtime: str, binary: str, bundle, target: AndroidTarget) -> lis
 
 
 def measure(target: AndroidTarget, bundle, runners: dict[str, Path]) -> dict:
+    """AndroidTarget.measure: push the runner and the bundle, run it, and read its console output (and, for
+    executor_runner, its output files, which the rulebook judges) into a row."""
     runtime = bundle.runtime
     if runtime not in RUNNER_NAMES:
         return not_measurable(bundle, "Android here", tuple(f"{r} ({RUNNER_NAMES[r]})" for r in RUNNER_NAMES))

@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from pocketbert.errors import PocketbertError
 from pocketbert.fsutil import read_json, write_json
 from pocketbert.mobile_harness.linux import SshTarget
@@ -52,6 +54,7 @@ class EmulatedCore:
     revision: int
 
     def cpuinfo(self, cores: int) -> str:
+        """/proc/cpuinfo as `cores` of this core show it, bind-mounted into the chroot (qemu would show the host's)."""
         block = (f"BogoMIPS\t: 50.00\nFeatures\t: {self.features}\nCPU implementer\t: 0x41\n"
                  f"CPU architecture: 8\nCPU variant\t: {self.variant}\nCPU part\t: {self.part}\n"
                  f"CPU revision\t: {self.revision}\n")
@@ -67,6 +70,32 @@ CORES = {core.name: core for core in (
     EmulatedCore("cortex-a72", "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid", "0x0", "0xd08", 3),
 )}
 DEFAULT_CORE = "cortex-a76"
+# The features that decide which int8 / fp16 / bf16 kernels a runtime runs: a row names a core only when the
+# features its process ran with (AT_HWCAP/AT_HWCAP2, device_runner.running_hwcaps) agree with that core's on these.
+KERNEL_FEATURES = ("asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2", "sme")
+
+
+def kernel_features(features) -> tuple[str, ...]:
+    """The KERNEL_FEATURES among `features` (a cpuinfo line or a list): what two cores must share to run alike."""
+    present = set(features.split() if isinstance(features, str) else features)
+    return tuple(name for name in KERNEL_FEATURES if name in present)
+
+
+def core_that_ran(configured: str, facts: dict | None) -> dict:
+    """What a row says about the emulated core: the configured one when the process's own features (facts from
+    device_runner.device_facts, cpu_features_source "auxv") agree with it on KERNEL_FEATURES, or when they cannot
+    be read; otherwise the known core they match (None if none or several), with what it ran with, so that a row
+    never names a core the process did not run on (a board restarted with another --cpu, a lost QEMU_CPU: qemu's
+    `max`)."""
+    facts = facts or {}
+    if facts.get("cpu_features_source") != "auxv" or not facts.get("cpu_features"):
+        return {"cpu": configured, "confirmed": False}
+    ran = kernel_features(facts["cpu_features"])
+    if ran == kernel_features(CORES[configured].features):
+        return {"cpu": configured, "confirmed": True}
+    matches = [name for name, core in CORES.items() if kernel_features(core.features) == ran]
+    return {"cpu": matches[0] if len(matches) == 1 else None, "confirmed": False, "configured": configured,
+            "ran_with": list(ran)}
 
 
 @dataclass
@@ -100,11 +129,13 @@ class Board:
         return read_json(self.stamp, "board stamp") if self.stamp.is_file() else None
 
     def state(self) -> BoardState | None:
+        """What the last `up` recorded it started and mounted, or None when nothing is recorded."""
         if not self.state_file.is_file():
             return None
         return BoardState(**read_json(self.state_file, "board state"))
 
     def running(self, state: BoardState | None = None) -> bool:
+        """Whether the sshd recorded in `state` (default: the saved state) is alive and really this board's."""
         state = state or self.state()
         return bool(state and state.sshd_pid and self._is_our_sshd(state.sshd_pid))
 
@@ -131,10 +162,11 @@ class Board:
                 "StrictHostKeyChecking=yes", "LogLevel=ERROR"]
 
     def status(self) -> dict:
+        """What `device board status` prints: target, built, up, cpu and port (when up), runtimes, rootfs."""
         stamp, state = self.built(), self.state()
-        up = self.running(state)
-        return {"target": f"board:{ARCH}", "built": stamp is not None, "up": up,
-                "cpu": state.cpu if up else None, "port": state.port if up else None,
+        live = state if state is not None and self.running(state) else None
+        return {"target": f"board:{ARCH}", "built": stamp is not None, "up": live is not None,
+                "cpu": live.cpu if live else None, "port": live.port if live else None,
                 "runtimes": (stamp or {}).get("packages", {}), "rootfs": str(self.rootfs)}
 
 
@@ -150,6 +182,7 @@ def missing_prerequisites() -> list[str]:
 
 
 def require_prerequisites() -> None:
+    """Refuse in one line, naming all that is missing, before anything is built or mounted."""
     missing = missing_prerequisites()
     if missing:
         raise PocketbertError(f"the emulated {ARCH} board needs " + " and ".join(missing))
@@ -193,6 +226,7 @@ def chroot_env(cpu: str) -> dict[str, str]:
 
 
 def mounted_points() -> list[str]:
+    """Every mount point of this process's mount namespace (/proc/self/mountinfo, escapes decoded)."""
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         points.append(line.split()[4].encode().decode("unicode_escape"))
@@ -200,11 +234,13 @@ def mounted_points() -> list[str]:
 
 
 def mounts_under(path: Path) -> list[str]:
+    """The mount points at or below `path`, in mount order (so they are unmounted in reverse)."""
     prefix = str(path.resolve())
     return [p for p in mounted_points() if p == prefix or p.startswith(prefix + "/")]
 
 
 def unmount(point: str) -> None:
+    """Unmount `point`, detaching it lazily when it is still busy."""
     result = subprocess.run(["umount", point], capture_output=True, text=True)
     if result.returncode != 0 and point in mounted_points():
         # Still busy (a process of the board is exiting): detach it, the kernel frees it when unused.
@@ -221,6 +257,7 @@ def remove_tree(path: Path) -> None:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 free now, for the board's sshd."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -239,6 +276,7 @@ class Builder:
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        env=env, errors="replace")
             last = ""
+            assert process.stdout is not None  # stdout=PIPE
             for line in process.stdout:
                 log.write(line)
                 if line.strip():
@@ -254,8 +292,6 @@ class Builder:
 
     def build(self) -> None:
         """Build into a temporary sibling and rename it into place: a killed build leaves no half board."""
-        from tqdm import tqdm
-
         board = self.board
         board.home.mkdir(parents=True, exist_ok=True)
         for stale in board.home.glob(".rootfs.tmp-*"):
@@ -292,8 +328,6 @@ class Builder:
 
     def add_executorch(self) -> None:
         """The heavy option on an existing board: torch (the aarch64 wheel is the CUDA build) + executorch."""
-        from tqdm import tqdm
-
         pins = host_runtime_pins(True)
         with tqdm(total=1, desc="executorch + torch (~3 GB of aarch64 wheels)", unit="step") as bar:
             with mounted_proc(self.board.rootfs, self.cpu):
@@ -330,7 +364,7 @@ class mounted_proc:
 def mount_board_filesystems(root: Path, cpu: str, cpuinfo_file: Path) -> list[str]:
     """Mount /proc (with the emulated core's cpuinfo over it), /sys and /dev in the chroot; return what was mounted."""
     cpuinfo_file.write_text(CORES[cpu].cpuinfo(os.cpu_count() or 1))
-    done = []
+    done: list[str] = []
     already = set(mounted_points())
     plan = [(["-t", "proc", "proc"], root / "proc"),
             (["--bind", str(cpuinfo_file)], root / "proc" / "cpuinfo"),
@@ -370,15 +404,17 @@ def board_up(cpu: str = DEFAULT_CORE, with_executorch: bool = False, board: Boar
         raise PocketbertError(f"--cpu {cpu} is not one qemu emulates correctly here; pick one of {', '.join(CORES)}")
     require_prerequisites()
     state = board.state()
-    if board.running(state) and state.cpu == cpu and (not with_executorch or "executorch" in board.built()["packages"]):
+    if state is not None and board.running(state) and state.cpu == cpu and \
+            (not with_executorch or "executorch" in (board.built() or {}).get("packages", {})):
         return board.status()
     board_down(board)
     state = BoardState(cpu=cpu, port=free_port())
     state.mounts = enable_binfmt()
     write_json(board.state_file, asdict(state))  # from here on, a crash is undone by `down` or the next `up`
-    if board.built() is None:
+    stamp = board.built()
+    if stamp is None:
         Builder(board, cpu, with_executorch).build()
-    elif with_executorch and "executorch" not in board.built()["packages"]:
+    elif with_executorch and "executorch" not in stamp["packages"]:
         Builder(board, cpu, with_executorch).add_executorch()
     state.mounts += mount_board_filesystems(board.rootfs, cpu, board.home / "cpuinfo")
     write_json(board.state_file, asdict(state))
@@ -394,6 +430,7 @@ def board_up(cpu: str = DEFAULT_CORE, with_executorch: bool = False, board: Boar
 
 
 def board_status(board: Board | None = None) -> dict:
+    """Board.status() of the board under the user's cache folder (or `board`); starts nothing."""
     return (board or Board()).status()
 
 
@@ -516,9 +553,10 @@ class BoardTarget(SshTarget):
         if arch != ARCH:
             raise PocketbertError(f"target '{spec}': the emulated board is {self.usage} (no other architecture yet)")
         self.board = board or Board()
-        self.state = self.board.state()
-        if not self.board.running(self.state):
+        state = self.board.state()
+        if state is None or not self.board.running(state):
             raise PocketbertError(f"{self.usage} is not up; start it with `pocketbert device board up` (or `make board`)")
+        self.state: BoardState = state
         super().__init__(f"ssh:root@127.0.0.1:{self.state.port}", workdir, timeout, self.board.ssh_options(), BOARD_PYTHON)
         self.spec = spec
 
@@ -533,16 +571,30 @@ class BoardTarget(SshTarget):
             return [{"target": cls.usage, "state": "ready", "note": f"emulated {status['cpu']} (qemu-user) on this host"}]
         return [{"target": cls.usage, "state": "down", "note": "start it with `pocketbert device board up` (needs root)"}]
 
-    def emulation_facts(self) -> dict:
+    emulated = True  # timings are qemu's: run_on_device skips the timed runs where --eval only wants outputs
+
+    def emulation_facts(self, facts: dict | None = None) -> dict:
+        """The row's device model and emulation mark, naming the core the process ran on (see core_that_ran)."""
         # Timings under qemu are not latencies: the reports read this mark and keep them out of every figure.
-        return {"model": f"emulated {ARCH} board ({self.state.cpu}, qemu-user)",
-                "emulated": {"emulator": "qemu-user", "cpu": self.state.cpu}}
+        core = core_that_ran(self.state.cpu, facts)
+        if "ran_with" not in core:
+            return {"model": f"emulated {ARCH} board ({self.state.cpu}, qemu-user)",
+                    "emulated": {"emulator": "qemu-user", "cpu": self.state.cpu}}
+        named = core["cpu"] or "an unknown core"
+        return {"model": f"emulated {ARCH} board ({named}, qemu-user; not the configured {self.state.cpu}: it ran with "
+                         f"{' '.join(core['ran_with']) or 'none of ' + ' '.join(KERNEL_FEATURES)})",
+                "soc": CORES[core["cpu"]].name if core["cpu"] else f"unknown (not {self.state.cpu})",
+                "emulated": {"emulator": "qemu-user", "cpu": core["cpu"], "configured_cpu": self.state.cpu,
+                             "ran_with": core["ran_with"]}}
 
     def info(self) -> dict:
-        return {**super().info(), **self.emulation_facts()}
+        """The board's own facts over ssh, with the emulated core and the emulation mark."""
+        facts = super().info()
+        return {**facts, **self.emulation_facts(facts)}
 
     def measure(self, bundle, runners: dict[str, Path]) -> dict:
+        """SshTarget.measure, with the row's device facts marked emulated and naming the core that ran."""
         measured = super().measure(bundle, runners)
         if measured.get("device_facts"):
-            measured["device_facts"].update(self.emulation_facts())
+            measured["device_facts"].update(self.emulation_facts(measured["device_facts"]))
         return measured

@@ -1,10 +1,10 @@
 """A device bundle: one folder that a device can run without pocketbert.
 
-It holds the artifact, its manifest, fixed inputs (.npy, and raw .bin for native runners) from a real
-tokenised QA pair, the outputs the artifact gives on the host (or PyTorch's where its runtime cannot run
-here), bundle.json (what to run and how often), the standalone device_runner.py and pocketbert's
-comparison.py beside it. With --eval it also holds every window of the SQuAD questions, so the device
-returns its logits for them and the host scores EM/F1.
+It holds the artifact, its manifest, the timed input (.npy, and raw .bin for native runners: row 0 of the validation
+pairs, as `pocketbert bench` times), the judge windows the rulebook (pocketbert/rules.py) decides on, the outputs of
+the model the artifact came from on both, bundle.json (what to run, how often, with which runtime settings), the
+standalone device_runner.py and pocketbert's sessions.py beside it. With --eval it also holds every window of the
+SQuAD questions. The device returns its logits; the host judges them by the same rule as export validation.
 """
 from __future__ import annotations
 
@@ -14,23 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketbert import comparison
+from pocketbert import rules, sessions
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export.base import FP32_TOLERANCE
-from pocketbert.export.registry import format_class, load_artifact
-from pocketbert.export.task import validation_inputs
+from pocketbert.export import exportable_qa, format_class, judge_inputs, load_artifact
 from pocketbert.fsutil import write_json
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
+from pocketbert.modeling import load_qa_model, load_tokenizer
+from pocketbert.qa import MAX_SEQ_LEN, QAWindow, prepare_features
+from pocketbert.reference import torch_reference, validation_inputs
 
 RUNNER_SCRIPT = Path(__file__).with_name("device_runner.py")
-# Travels next to the runner: the device compares outputs with the same function as the host.
-COMPARISON_SCRIPT = Path(comparison.__file__)
-DEFAULT_SEQ_LEN = 384
+# Travels next to the runner: the device opens the artifact with the same settings as every host runner.
+SESSIONS_SCRIPT = Path(sessions.__file__)
 EVAL_OUTPUTS = ("eval_start_logits.npy", "eval_end_logits.npy")
+JUDGE_OUTPUTS = ("judge_start_logits.npy", "judge_end_logits.npy")
 
 
 @dataclass
 class Bundle:
+    """One staged bundle folder, with the manifest and bundle.json it was made with."""
+
     folder: Path  # local staging folder; its name is also the folder name on the device
     manifest: dict
     config: dict  # bundle.json
@@ -39,14 +42,17 @@ class Bundle:
 
     @property
     def name(self) -> str:
+        """The folder's name: also its folder name on the device."""
         return self.folder.name
 
     @property
     def format(self) -> str:
+        """The artifact's export format (onnx, tflite, executorch, coreml)."""
         return self.manifest["format"]
 
     @property
     def runtime(self) -> str:
+        """The runtime the export registry names for that format."""
         return format_class(self.format).runtime
 
 
@@ -58,12 +64,13 @@ class EvalSet:
     data: str
 
     def features(self, tokenizer, seq_len: int) -> dict:
-        from pocketbert.qa import QAWindow, prepare_features
-
+        """The questions' windows at `seq_len`, cut as `pocketbert eval` cuts them."""
         return prepare_features(tokenizer, self.examples, QAWindow(max_seq_len=seq_len).clamped())
 
 
 def choose_seq_len(manifest: dict, requested: int | None) -> int:
+    """The length the device runs: `requested` if the artifact takes it (else refused), by default 384 or the
+    artifact's longest fixed length."""
     seq = manifest["sequence"]
     allowed = (lambda n: seq["min"] <= n <= seq["max"]) if seq["dynamic"] else (lambda n: n in seq["lengths"])
     if requested is not None:
@@ -72,65 +79,90 @@ def choose_seq_len(manifest: dict, requested: int | None) -> int:
             raise PocketbertError(f"artifact '{manifest['artifact']}' does not run length {requested} (it runs {shown}); "
                                   "pass another --seq-len or re-export")
         return requested
-    return DEFAULT_SEQ_LEN if allowed(DEFAULT_SEQ_LEN) else max(seq["lengths"])
+    return MAX_SEQ_LEN if allowed(MAX_SEQ_LEN) else max(seq["lengths"])
 
 
 def model_name(manifest: dict) -> str:
+    """The row's model name: the preset, else the checkpoint folder's name."""
     source = manifest["source"]
     return source.get("preset") or Path(str(source["checkpoint"]).rstrip("/")).name
 
 
-def expected_outputs(folder: Path, manifest: dict, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """The artifact's own outputs from its host runtime (for Core ML off macOS: the reference evaluator of its saved
-    program, named so), or PyTorch's where nothing runs the artifact here."""
+def reference_outputs(folder: Path, manifest: dict, feeds: list[dict[str, np.ndarray]]) -> tuple[list[list], str]:
+    """The outputs of the model the artifact came from (the unmodified transformers model, eager PyTorch fp32) on
+    each feed: what the rulebook judges against, at export time and on every target. Where that checkpoint is gone,
+    the artifact's own outputs in its host runtime stand in, and the bundle says so."""
     try:
-        runner = load_artifact(folder, manifest)
-        label = runner.info.get("runtime") or manifest["format"]
-        return [np.asarray(x, np.float32) for x in runner(inputs)], f"{label} on the host"
-    except NotRunnableHere:
-        from pocketbert.export.task import exportable_qa, torch_reference
-        from pocketbert.modeling import load_qa_model
-
         module = exportable_qa(load_qa_model(manifest["source"]["checkpoint"]).model)
-        return [np.asarray(x, np.float32) for x in torch_reference(module, inputs)], "pytorch on the host"
+    except PocketbertError as gone:
+        try:
+            runner = load_artifact(folder, manifest)
+        except NotRunnableHere as reason:
+            raise PocketbertError(f"cannot judge '{folder}' on a device: its source model is unavailable ({gone}) and "
+                                  f"its runtime cannot run here ({reason}); keep the checkpoint beside it") from None
+        label = runner.info.get("runtime") or manifest["format"]
+        return [[np.asarray(x, np.float32) for x in runner(feed)] for feed in feeds], \
+            f"{label} on the host (the source model {manifest['source']['checkpoint']} is unavailable)"
+    return [[np.asarray(x, np.float32) for x in torch_reference(module, feed)] for feed in feeds], \
+        "the source model: transformers, unmodified, eager PyTorch fp32 on the host"
+
+
+def save_inputs(bundle_dir: Path, prefix: str, inputs: dict[str, np.ndarray], dtype: str) -> tuple[dict, dict]:
+    """.npy for Python runners and raw little-endian .bin in the artifact's own input dtype for native ones."""
+    npy, raw = {}, {}
+    for name, value in inputs.items():
+        npy[name], raw[name] = f"{prefix}{name}.npy", f"{prefix}{name}.bin"
+        np.save(bundle_dir / npy[name], value)
+        value.astype(dtype).tofile(bundle_dir / raw[name])
+    return npy, raw
+
+
+def save_outputs(bundle_dir: Path, prefix: str, outputs) -> list[str]:
+    """Save reference (start, end) logits as PREFIX<output name>.npy; returns the file names."""
+    files = [f"{prefix}{name}.npy" for name in rules.OUTPUT_NAMES]
+    for file, value in zip(files, outputs):
+        np.save(bundle_dir / file, value)
+    return files
 
 
 def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int, runs: int, threads: int | None,
                 seq_len: int | None, eval_set: EvalSet | None = None) -> Bundle:
-    from pocketbert.modeling import load_tokenizer
-
+    """Stage the bundle of one artifact folder under `staging` (see the module docstring for what it holds)."""
     manifest = read_manifest(folder)
     length = choose_seq_len(manifest, seq_len)
     names = [spec["name"] for spec in manifest["inputs"]]
+    precision = manifest["precision"]
     tokenizer = load_tokenizer(folder)
-    # Row 0 of the real validation pairs: mobile QA answers one question at a time.
-    inputs = {name: value[:1] for name, value in validation_inputs(tokenizer, names, length).items()}
-    expected, expected_from = expected_outputs(folder, manifest, inputs)
+    # Timed: row 0 of the real validation pairs, as `pocketbert bench` times (mobile QA answers one question at a time).
+    feed = {name: value[:1] for name, value in validation_inputs(tokenizer, names, length).items()}
+    # Judged: the windows the rulebook decides this precision on, at the length the device runs.
+    windows, windows_from = judge_inputs(tokenizer, names, length, precision)
+    (feed_reference, judge_reference), reference_from = reference_outputs(folder, manifest, [feed, windows])
 
-    bundle_dir = staging / f"{index:02d}-{role}-{manifest['format']}-{manifest['precision']}"
+    bundle_dir = staging / f"{index:02d}-{role}-{manifest['format']}-{precision}"
     bundle_dir.mkdir(parents=True)
     artifact = folder / manifest["artifact"]
     (shutil.copytree if artifact.is_dir() else shutil.copy2)(artifact, bundle_dir / artifact.name)
     shutil.copy2(folder / MANIFEST_NAME, bundle_dir / MANIFEST_NAME)
     shutil.copy2(RUNNER_SCRIPT, bundle_dir / RUNNER_SCRIPT.name)
-    shutil.copy2(COMPARISON_SCRIPT, bundle_dir / COMPARISON_SCRIPT.name)
+    shutil.copy2(SESSIONS_SCRIPT, bundle_dir / SESSIONS_SCRIPT.name)
     input_dtype = next(spec["dtype"] for spec in manifest["inputs"])
-    for name, value in inputs.items():
-        np.save(bundle_dir / f"input_{name}.npy", value)
-        # Native runners read raw little-endian bytes in the artifact's own input dtype.
-        value.astype(input_dtype).tofile(bundle_dir / f"input_{name}.bin")
-    for name, value in zip(("start_logits", "end_logits"), expected):
-        np.save(bundle_dir / f"expected_{name}.npy", value)
+    inputs, raw_inputs = save_inputs(bundle_dir, "input_", feed, input_dtype)
+    judge_npy, judge_raw = save_inputs(bundle_dir, "judge_input_", windows, input_dtype)
     config = {
-        "artifact": artifact.name, "format": manifest["format"], "precision": manifest["precision"],
+        "artifact": artifact.name, "format": manifest["format"], "precision": precision,
         "seq_len": length, "warmup": warmup, "runs": runs, "threads": threads,
-        "inputs": {name: f"input_{name}.npy" for name in names},
+        # Applied on the device by sessions.py, as every host runner applies them.
+        "runtime_settings": sessions.settings_of(manifest),
+        "inputs": inputs, "raw_inputs": raw_inputs, "input_dtype": input_dtype,
         # The order the runner returns outputs in (a TFLite signature gives them as an unordered dict).
         "outputs": [spec["name"] for spec in manifest["outputs"]],
-        "raw_inputs": {name: f"input_{name}.bin" for name in names}, "input_dtype": input_dtype,
-        "expected": ["expected_start_logits.npy", "expected_end_logits.npy"], "expected_from": expected_from,
-        # Reduced precisions are judged on argmax agreement only, as at export time.
-        "tolerance": FP32_TOLERANCE if manifest["precision"] == "fp32" else None,
+        "rule": rules.rule_for(precision), "expected_from": reference_from,
+        # The source model's outputs on the timed input, for runners that return only those (native phone tools).
+        "expected": save_outputs(bundle_dir, "expected_", feed_reference),
+        "judge": {"inputs": judge_npy, "raw_inputs": judge_raw, "rows": len(windows["attention_mask"]),
+                  "outputs": list(JUDGE_OUTPUTS), "source": windows_from,
+                  "reference": save_outputs(bundle_dir, "judge_reference_", judge_reference)},
         "eval": None,
     }
     if eval_set is not None:
@@ -143,32 +175,48 @@ def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int,
 
 
 def bundle_bytes(bundle: Bundle) -> int:
+    """The bundle's size on disk, to check the device's free space before pushing."""
     return sum(p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file())
 
 
-def judge(check: dict) -> dict:
-    """compare_logits' result with `passed` decided: within tolerance, or (reduced precision) every argmax agrees."""
-    if check["tolerance"] is None:
-        check = {**check, "passed": all(share == 1.0 for share in check["argmax_agreement"].values())}
-    return check
+def judge_logits(bundle: Bundle, outputs, which: str = "judge") -> dict:
+    """The rulebook's verdict on logits a device returned: for the judge windows (`which` "judge") or, from runners
+    that return only those, for the timed input ("expected")."""
+    if which == "judge":
+        reference = [np.load(bundle.folder / file) for file in bundle.config["judge"]["reference"]]
+        mask = np.load(bundle.folder / bundle.config["judge"]["inputs"]["attention_mask"])
+    else:
+        reference = [np.load(bundle.folder / file) for file in bundle.config["expected"]]
+        mask = np.load(bundle.folder / bundle.config["inputs"]["attention_mask"])
+    shaped = [np.asarray(out, np.float32).reshape(ref.shape) for out, ref in zip(outputs, reference)]
+    return {**rules.judge(shaped, reference, bundle.config["precision"], mask), "judged_on": which,
+            "expected_from": bundle.config["expected_from"]}
 
 
 def check_outputs(outputs: list[np.ndarray], bundle: Bundle) -> dict:
-    """Device outputs against the expected ones (for runners that write their outputs as files)."""
-    expected = [np.load(bundle.folder / file) for file in bundle.config["expected"]]
-    shaped = [np.asarray(out).reshape(exp.shape) for out, exp in zip(outputs, expected)]
-    return judge(comparison.compare_logits(shaped, expected, bundle.config["tolerance"]))
+    """The verdict on the timed input's outputs (for native runners that write only those as files)."""
+    return judge_logits(bundle, outputs, which="expected")
+
+
+def check_judge_outputs(bundle: Bundle) -> dict | None:
+    """The verdict on the judge windows' logits the device wrote into the bundle folder (None: it wrote none)."""
+    files = [bundle.folder / name for name in bundle.config["judge"]["outputs"]]
+    if not all(path.is_file() for path in files):
+        return None
+    return judge_logits(bundle, [np.load(path) for path in files])
 
 
 def outcome(outputs: dict | None) -> dict:
-    """status/reason of a measured run from its output check (None: the runner could not write outputs)."""
-    if outputs is None or outputs["passed"]:
-        return {"status": "ok", "reason": None if outputs else "outputs not checked: this runner does not write them"}
-    agreement = ", ".join(f"{k} {v:.0%}" for k, v in outputs["argmax_agreement"].items())
-    return {"status": "failed", "reason": f"device outputs differ from the expected ones: max |diff| "
-                                          f"{outputs['max_abs_diff']:.2e}, argmax agree {agreement}"}
+    """status/reason of a measured run from its output verdict (None: the runner could not write outputs)."""
+    if outputs is None:
+        return {"status": "ok", "reason": "outputs not checked: this runner does not write them"}
+    reason = rules.verdict_reason(outputs)
+    if outputs["passed"] is False:
+        return {"status": "failed", "reason": f"device outputs fail the rule: {reason}"}
+    return {"status": "ok", "reason": reason}
 
 
 def not_measurable(bundle: Bundle, where: str, runs: tuple[str, ...]) -> dict:
+    """The row for a bundle whose runtime has no runner on this target, saying what the target runs."""
     return {"status": "not_measurable", "runtime": bundle.runtime,
             "reason": f"{bundle.format} ({bundle.runtime}) has no runner on {where}; it runs {', '.join(runs)}"}

@@ -1,10 +1,11 @@
-"""`pocketbert device list|run`: measure exported artifacts on phones, boards and this host."""
+"""`pocketbert device list|run|board|web`: measure exported artifacts on phones, boards, the browser and this host."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pocketbert.errors import PocketbertError
+
+# Each subcommand imports what it runs inside its own function, so `pocketbert --help` loads none of the harness.
 
 
 def parse_runners(values: list[str]) -> dict[str, Path]:
@@ -25,6 +26,7 @@ def parse_runners(values: list[str]) -> dict[str, Path]:
 
 
 def describe_device_eval(entry: dict) -> str:
+    """One printed line for a device --eval entry: EM/F1 on the device beside this host's, or why there are none."""
     where = entry["device"]["target"]
     if entry["status"] != "ok":
         return f"eval {entry['model']} {entry['format']}/{entry['precision']} on {where}: {entry['reason']}"
@@ -36,6 +38,7 @@ def describe_device_eval(entry: dict) -> str:
 
 
 def list_command(args) -> int:
+    """`device list`: one line per target kind's reachable devices, with their state."""
     from pocketbert.mobile_harness.targets import list_targets
 
     for entry in list_targets():
@@ -44,21 +47,32 @@ def list_command(args) -> int:
 
 
 def run_command(args) -> int:
-    from pocketbert.results import baseline_ratios, load_results, timing_is_real
+    """`device run`: measure the artifacts on the target and print one line per row; 1 if any row failed."""
     from pocketbert.mobile_harness.run import run_on_device
     from pocketbert.mobile_harness.targets import parse_target
+    from pocketbert.options import above, at_least, check_options
+    from pocketbert.results import baseline_ratios, load_results, timing_is_real
 
+    # Before the target is opened (the host target makes a temp folder, ssh connects).
+    check_options(at_least("--warmup", args.warmup, 0), at_least("--runs", args.runs, 1),
+                  at_least("--threads", args.threads, 1), at_least("--seq-len", args.seq_len, 8),
+                  above("--timeout", args.timeout, 0), at_least("--max-questions", args.max_questions, 1))
     target = parse_target(args.target, workdir=args.workdir, timeout=args.timeout, ssh_options=args.ssh_option,
                           remote_python=args.remote_python)
     records = run_on_device(target, args.artifacts, args.out, baseline=args.baseline, warmup=args.warmup,
                             runs=args.runs, threads=args.threads, seq_len=args.seq_len,
-                            runners=parse_runners(args.runner), eval_data=args.eval, max_questions=args.max_questions)
+                            runners=parse_runners(args.runner), eval_data=args.eval, max_questions=args.max_questions,
+                            verify=not args.no_verify)
     for r in records:
         latency = r["latency_ms"] or {}
         timing = f"mean {latency['mean']:.2f} ms, p50 {latency['p50'] or float('nan'):.2f} ms, " \
                  f"load {r['load_ms'] or float('nan'):.1f} ms" if latency else r["reason"]
         if latency and not timing_is_real(r):
             timing = f"emulated timing, not a latency: {timing}"
+        if r["status"] != "ok" and latency:
+            timing = f"{r['reason']}; {timing}"  # a failed row says why first, whatever it timed
+        elif latency and r["reason"]:
+            timing = f"{timing}; {r['reason']}"  # an ok row's note: outputs unchecked, or no verdict and why
         print(f"{r['role']:<9} {r['model']} {r['format']}/{r['precision']} L{r['seq_len']} on "
               f"{r['device']['model']}: {r['status']} ({timing})")
     for ratio in baseline_ratios(records):
@@ -72,6 +86,7 @@ def run_command(args) -> int:
 
 
 def board_command(args) -> int:
+    """`device board up|down|status`: start, stop or describe the emulated arm64 board."""
     from pocketbert.mobile_harness.board import board_down, board_status, board_up
 
     if args.board_action == "up":
@@ -89,7 +104,26 @@ def board_command(args) -> int:
     return 0
 
 
+def web_command(args) -> int:
+    """`device web`: serve the QA page for one artifact until Ctrl-C."""
+    import time
+
+    from pocketbert.mobile_harness.browser import serve_qa_page
+
+    server, url = serve_qa_page(args.artifact, port=args.port, threads=args.threads, max_seq_len=args.max_seq_len)
+    print(f"QA page for {args.artifact}: {url}  (cross-origin isolated; Ctrl-C stops it)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def register(subparsers) -> None:
+    """Add `device` and its actions to the top-level `pocketbert` parser."""
     device = subparsers.add_parser("device", help="measure artifacts on phones (adb, Xcode), ssh boards or this host")
     sub = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
 
@@ -107,15 +141,18 @@ def register(subparsers) -> None:
                        help="also install torch + executorch on the board (the aarch64 torch wheel is ~3 GB)")
     board.set_defaults(func=board_command)
 
-    run = sub.add_parser("run", help="push artifacts to a target, run them there, merge rows into OUT/results.json",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = sub.add_parser("run", help="push artifacts to a target, run them there, merge rows into OUT/results.json")
     run.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR", help="folders written by `pocketbert export`")
     run.add_argument("--target", required=True,
-                     help="host | ssh:user@host[:port] | board:arm64 | android:SERIAL | ios:UDID")
+                     help="host | ssh:user@host[:port] | board:arm64 | android:SERIAL | ios:UDID | browser:chromium")
     run.add_argument("--baseline", help="artifact folder of the baseline (BERT-base) measured on the same device")
     run.add_argument("--out", required=True, help="folder whose results.json receives the device rows")
-    run.add_argument("--warmup", type=int, default=10)
-    run.add_argument("--runs", type=int, default=50)
+    run.add_argument("--warmup", type=int,
+                     help="untimed runs per artifact before the timed ones (default 10; 0 on an emulated target with "
+                          "--eval, whose timings are no latencies)")
+    run.add_argument("--runs", type=int,
+                     help="timed runs per artifact (default 50; 1 on an emulated target with --eval: the one run that "
+                          "checks the outputs)")
     run.add_argument("--threads", type=int, help="runtime threads (default: the runtime's own choice)")
     run.add_argument("--seq-len", type=int, help="input length (default 384 where the artifact runs it)")
     run.add_argument("--runner", action="append", default=[], metavar="[FORMAT=]PATH",
@@ -124,9 +161,25 @@ def register(subparsers) -> None:
     run.add_argument("--ssh-option", action="append", default=[], metavar="OPTION",
                      help="ssh: extra -o options, e.g. IdentityFile=~/.ssh/board")
     run.add_argument("--workdir", help="folder on the device for bundles (default per target)")
-    run.add_argument("--timeout", type=float, default=1800, help="seconds one device command may take")
+    run.add_argument("--timeout", type=float, default=1800, help="seconds one device command may take (default 1800)")
     run.add_argument("--eval", metavar="DEV.json",
-                     help="also score SQuAD v1.1 EM/F1 through each artifact on the target (host, ssh, board), "
-                          "beside the same artifact's on this host")
+                     help="also score SQuAD v1.1 EM/F1 through each artifact on the target (host, ssh, board, "
+                          "browser), beside the same artifact's on this host")
     run.add_argument("--max-questions", type=int, help="with --eval: only the first N questions (emulation is slow)")
+    run.add_argument("--no-verify", action="store_true",
+                     help="push artifacts whose file no longer matches the sha256 their manifest recorded at export "
+                          "(by default such a file is refused: it changed or was cut short)")
     run.set_defaults(func=run_command)
+
+    web = sub.add_parser("web", help="serve a QA page that answers in the browser with one artifact (onnx or tflite)",
+                         description="Serve mobile_harness/web/qa.html on 127.0.0.1 for one artifact folder: paste a "
+                                     "context, ask a question; the page tokenizes, runs the artifact (onnxruntime-web "
+                                     "or LiteRT.js, WASM) and decodes the answer span in the browser, as `pocketbert "
+                                     "eval` does on the host.")
+    web.add_argument("artifact", metavar="ARTIFACT_DIR",
+                     help="a folder written by `pocketbert export` (onnx or tflite)")
+    web.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    web.add_argument("--threads", type=int, help="WASM threads (default: the runtime's own choice)")
+    web.add_argument("--max-seq-len", type=int, help="window length, as `pocketbert eval --max-seq-len` (default 384, "
+                                                      "or the artifact's longest fixed length below it)")
+    web.set_defaults(func=web_command)

@@ -1,15 +1,16 @@
 """Standalone benchmark runner that travels inside a device bundle (ssh boards and the host target).
 
 It needs only numpy and the artifact's runtime package on the device (onnxruntime, ai-edge-litert or
-tflite-runtime, executorch + torch) -- never pocketbert; pocketbert's comparison.py travels beside it. Usage:
+tflite-runtime, executorch + torch) -- never pocketbert; pocketbert's sessions.py travels beside it, so the device
+opens the artifact with the runtime settings its manifest records, as every host runner does. Usage:
 
     python3 device_runner.py BUNDLE_DIR
     python3 device_runner.py --facts      (only print what the device says about itself)
 
-It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the fixed inputs warm-up + N times, compares
-the outputs with the expected ones, reads what the device says about itself, and writes
-BUNDLE_DIR/result.json (raw timings; the host turns them into statistics). When bundle.json has "eval", it
-also runs every question window once and saves the logits, from which the host scores EM/F1.
+It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the timed input warm-up + N times, runs the judge windows
+once each (and, when bundle.json has "eval", every question window) and saves their logits, reads what the device
+says about itself, and writes BUNDLE_DIR/result.json (raw timings). The host judges the logits by the rulebook and
+scores EM/F1: the device only runs.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import struct
 import sys
 import time
 from pathlib import Path
@@ -24,17 +26,19 @@ from pathlib import Path
 import numpy as np
 
 
-def load_onnx(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
-    import onnxruntime as ort
+def sessions():
+    """pocketbert/sessions.py, shipped beside this file in the bundle (not needed for --facts)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import sessions as shipped  # lazy: only importable once its folder is on sys.path, and --facts runs without it
 
-    settings = ort.SessionOptions()
-    # As on the host (export/formats/onnx.py): idle threads spinning between runs would slow what runs next.
-    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    settings.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if threads:
-        settings.intra_op_num_threads = threads
-        settings.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+    return shipped
+
+
+def load_onnx(path: Path, threads: int | None, seq_len: int, output_names: list[str], settings: dict):
+    """(run(feed) -> outputs, (runtime, version)) for an ONNX artifact in onnxruntime with the manifest's settings."""
+    import onnxruntime as ort  # lazy: a device has only the runtime of the artifacts it runs
+
+    session = sessions().onnx_session(path, settings, threads)
     wanted = {i.name: i for i in session.get_inputs()}
 
     def run(feed):
@@ -44,14 +48,10 @@ def load_onnx(path: Path, threads: int | None, seq_len: int, output_names: list[
     return run, ("onnxruntime", ort.__version__)
 
 
-def load_tflite(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-        runtime = ("litert", version("ai-edge-litert"))
-    except ImportError:  # the older, smaller wheel some boards ship
-        from tflite_runtime.interpreter import Interpreter
-        runtime = ("litert", "tflite-runtime " + version("tflite-runtime"))
-    interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+def load_tflite(path: Path, threads: int | None, seq_len: int, output_names: list[str], settings: dict):
+    """(run, runtime) for a .tflite artifact: the signature that takes `seq_len`, in LiteRT or tflite-runtime."""
+    interpreter, package = sessions().tflite_interpreter(path, settings, threads or None)
+    runtime = ("litert", version(package) if package == "ai-edge-litert" else f"{package} {version(package)}")
     signatures = interpreter.get_signature_list()
     if signatures:
         # One file holds each fixed length as a signature; pick the one whose inputs have this length.
@@ -71,9 +71,10 @@ def load_tflite(path: Path, threads: int | None, seq_len: int, output_names: lis
     raise SystemExit(f"{path.name} has no signatures; re-export it with pocketbert export")
 
 
-def load_executorch(path: Path, threads: int | None, seq_len: int, output_names: list[str]):
-    import torch
-    from executorch.runtime import Runtime
+def load_executorch(path: Path, threads: int | None, seq_len: int, output_names: list[str], settings: dict):
+    """(run, runtime) for a .pte artifact: its forward method in the ExecuTorch Python runtime."""
+    import torch  # lazy: heavy, and only ExecuTorch artifacts need it on the device
+    from executorch.runtime import Runtime  # lazy: a device has only the runtime of the artifacts it runs
 
     if threads:
         torch.set_num_threads(threads)
@@ -89,6 +90,7 @@ LOADERS = {"onnx": load_onnx, "tflite": load_tflite, "executorch": load_executor
 
 
 def version(package: str) -> str | None:
+    """The installed version of `package`, or None where it is not installed."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -96,6 +98,7 @@ def version(package: str) -> str | None:
 
 
 def read_text(path: str) -> str | None:
+    """A small system file's text, stripped (NULs dropped, as in device-tree files); None where unreadable."""
     try:
         return Path(path).read_text().strip().replace("\x00", "")
     except OSError:
@@ -111,20 +114,73 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
 
 
 def cpuinfo_field(cpuinfo: str, name: str) -> str | None:
+    """The first value of field `name` in /proc/cpuinfo text (None when absent)."""
     return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                  if line.split(":", 1)[0].strip() == name), None)
 
 
+# The aarch64 bits of AT_HWCAP and AT_HWCAP2, named as the kernel prints them in /proc/cpuinfo's "Features" line.
+# Source: Linux arch/arm64/include/uapi/asm/hwcap.h (HWCAP_* bit n is 1 << n) and the hwcap_str table of
+# arch/arm64/kernel/cpuinfo.c. The int8 / fp16 / bf16 kernels a runtime picks hang on asimd, asimddp (sdot),
+# i8mm (smmla), bf16, sve, sve2 and sme.
+AT_NULL, AT_HWCAP, AT_HWCAP2 = 0, 16, 26
+AARCH64_HWCAP = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc "
+                 "dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg").split()
+AARCH64_HWCAP2 = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm "
+                  "svebf16 i8mm bf16 dgh rng bti mte ecv afp rpres mte3 sme smei16i64 smef64f64 smei8i32 smef16f32 "
+                  "smeb16f32 smef32f32 smefa64 wfxt ebf16 sveebf16 cssc rprfm sve2p1 sme2 sme2p1").split()
+
+
+def parse_auxv(data: bytes, word: str = "L") -> dict[int, int]:
+    """/proc/self/auxv as {AT_* type: value}: pairs of native unsigned longs (`word`, a struct code), up to AT_NULL."""
+    size = struct.calcsize(f"@{word}{word}")
+    entries = {}
+    for offset in range(0, len(data) - size + 1, size):
+        key, value = struct.unpack_from(f"@{word}{word}", data, offset)
+        if key == AT_NULL:
+            break
+        entries[key] = value
+    return entries
+
+
+def hwcap_names(hwcap: int, hwcap2: int) -> list[str]:
+    """The aarch64 feature names of the AT_HWCAP / AT_HWCAP2 bits that are set, in the kernel's order."""
+    return [name for bit, name in enumerate(AARCH64_HWCAP) if hwcap >> bit & 1] + \
+        [name for bit, name in enumerate(AARCH64_HWCAP2) if hwcap2 >> bit & 1]
+
+
+def running_hwcaps(auxv: str = "/proc/self/auxv") -> list[str] | None:
+    """The features this very process was granted (AT_HWCAP/AT_HWCAP2 of its auxv): under qemu-user they are the
+    emulated core's, whatever /proc/cpuinfo claims. None off aarch64 or where auxv cannot be read."""
+    if platform.machine() not in ("aarch64", "arm64"):
+        return None
+    try:
+        entries = parse_auxv(Path(auxv).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if AT_HWCAP not in entries:
+        return None
+    return hwcap_names(entries[AT_HWCAP], entries.get(AT_HWCAP2, 0))
+
+
 def device_facts() -> dict:
-    """What a Linux board says about itself, where readable (None elsewhere)."""
+    """What a Linux board says about itself, where readable (None elsewhere). `cpu_features` are the features the
+    process runs with (AT_HWCAP/AT_HWCAP2 of its auxv) where readable, else /proc/cpuinfo's "Features" line;
+    `cpu_features_source` says which, and `cpuinfo_features` keeps cpuinfo's line where the two differ."""
     cpuinfo = read_text("/proc/cpuinfo") or ""
     part = cpuinfo_field(cpuinfo, "CPU part")
     soc = cpuinfo_field(cpuinfo, "Hardware") or cpuinfo_field(cpuinfo, "model name") or (
         ARM_PARTS.get(part, f"Arm CPU part {part}") if part else None)
     # Arm's "Features" line says which int8/fp16 kernels the runtimes may pick: asimddp, i8mm, sve, sme, ...
+    listed = (cpuinfo_field(cpuinfo, "Features") or "").split() or None
+    running = running_hwcaps()
+    features = {"cpu_features": running or listed,
+                "cpu_features_source": "auxv" if running else "/proc/cpuinfo" if listed else None}
+    if running and listed and set(running) != set(listed):
+        features["cpuinfo_features"] = listed
     os_release = dict(line.split("=", 1) for line in (read_text("/etc/os-release") or "").splitlines() if "=" in line)
-    temps = [read_text(str(zone / "temp")) for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*"))]
-    temps = [int(t) / 1000 for t in temps if t and t.lstrip("-").isdigit()]
+    readings = [read_text(str(zone / "temp")) for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*"))]
+    temps = [int(t) / 1000 for t in readings if t and t.lstrip("-").isdigit()]
     return {
         "model": read_text("/proc/device-tree/model") or read_text("/sys/devices/virtual/dmi/id/product_name")
         or platform.node(),
@@ -132,7 +188,7 @@ def device_facts() -> dict:
         "os": f"{os_release.get('PRETTY_NAME', platform.system()).strip(chr(34))} (kernel {platform.release()})",
         "abi": platform.machine(),
         "cores": os.cpu_count(),
-        "cpu_features": (cpuinfo_field(cpuinfo, "Features") or "").split() or None,
+        **features,
         "governor": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "thermal": {"max_zone_celsius": max(temps)} if temps else None,
     }
@@ -146,30 +202,32 @@ def peak_rss_bytes() -> int | None:
     return None
 
 
-def run_eval(run, bundle: Path, config: dict) -> None:
-    """Every question window once, one at a time as on a phone; the logits are saved for the host to score."""
-    windows = {name: np.load(bundle / file) for name, file in config["eval"]["inputs"].items()}
+def run_windows(run, bundle: Path, inputs: dict, outputs: list[str]) -> None:
+    """Every window once, one at a time as on a phone; the logits are saved for the host to judge or score."""
+    windows = {name: np.load(bundle / file) for name, file in inputs.items()}
     starts, ends = [], []
     for row in range(len(next(iter(windows.values())))):
         start, end = run({name: value[row:row + 1] for name, value in windows.items()})[:2]
         starts.append(np.asarray(start, np.float32).reshape(1, -1))
         ends.append(np.asarray(end, np.float32).reshape(1, -1))
-    for file, logits in zip(config["eval"]["outputs"], (starts, ends)):
+    for file, logits in zip(outputs, (starts, ends)):
         np.save(bundle / file, np.concatenate(logits))
 
 
 def main(bundle: Path) -> dict:
+    """Run the bundle as bundle.json says and return result.json's content: raw timings, device facts, settings."""
     config = json.loads((bundle / "bundle.json").read_text())
     feed = {name: np.load(bundle / file) for name, file in config["inputs"].items()}
     artifact = bundle / config["artifact"]
+    settings = config.get("runtime_settings") or {}
     started = time.perf_counter()
     if config["format"] not in LOADERS:
         raise SystemExit(f"format {config['format']} has no runner on this device")
-    run, runtime = LOADERS[config["format"]](artifact, config["threads"], config["seq_len"], config["outputs"])
+    run, runtime = LOADERS[config["format"]](artifact, config["threads"], config["seq_len"], config["outputs"], settings)
     load_ms = (time.perf_counter() - started) * 1e3
 
     started = time.perf_counter()
-    outputs = run(feed)
+    run(feed)
     first_ms = (time.perf_counter() - started) * 1e3
     for _ in range(config["warmup"]):
         run(feed)
@@ -179,19 +237,15 @@ def main(bundle: Path) -> dict:
         run(feed)
         latencies.append((time.perf_counter() - started) * 1e3)
 
-    peak_rss = peak_rss_bytes()  # before the eval windows, so it is the same measurement as without --eval
-    checked = None
-    if config.get("expected"):
-        from comparison import compare_logits  # pocketbert/comparison.py, shipped beside this file
-
-        expected = [np.load(bundle / file) for file in config["expected"]]
-        shaped = [np.asarray(out, np.float32).reshape(exp.shape) for out, exp in zip(outputs, expected)]
-        checked = compare_logits(shaped, expected, config.get("tolerance"))
+    peak_rss = peak_rss_bytes()  # before the judge and eval windows, so it is the same measurement as without them
+    if config.get("judge"):
+        run_windows(run, bundle, config["judge"]["inputs"], config["judge"]["outputs"])
     if config.get("eval"):
-        run_eval(run, bundle, config)
+        run_windows(run, bundle, config["eval"]["inputs"], config["eval"]["outputs"])
     return {
         "runtime": runtime[0], "runtime_version": runtime[1], "load_ms": load_ms, "first_ms": first_ms, "latencies_ms": latencies,
-        "warmup": config["warmup"], "peak_rss_bytes": peak_rss, "outputs": checked, "device": device_facts(),
+        "warmup": config["warmup"], "peak_rss_bytes": peak_rss, "device": device_facts(),
+        "runtime_settings": sessions().applied(settings, config["threads"]),
     }
 
 

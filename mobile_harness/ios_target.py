@@ -13,18 +13,20 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from pocketbert.errors import PocketbertError
-from pocketbert.mobile_harness.bundle import not_measurable
-from pocketbert.mobile_harness.targets import (
-    DEFAULT_TIMEOUT_S, TOOL_HINTS, DeviceLost, Target, call, last_line, register_target, split_spec, text)
+from pocketbert.mobile_harness.bundle import check_outputs, not_measurable, outcome
+from pocketbert.mobile_harness.targets import DEFAULT_TIMEOUT_S, TOOL_HINTS, DeviceLost, Target, call, last_line, register_target, split_spec, text
 
 PACKAGE = Path(__file__).with_name("ios")
 SCHEME = "PocketbertBench"
 BUNDLE_RESOURCE = Path("Tests") / "PocketbertBenchTests" / "Bundle"
 RESULT_MARKER = re.compile(r"POCKETBERT_RESULT_BEGIN\s*(\{.*?\})\s*POCKETBERT_RESULT_END", re.DOTALL)
 # Keys the Swift test writes: the host adds model, artifact, sizes and the rest from the manifest.
+# "logits": the app's (start, end) outputs on the timed input, which the host judges by the rulebook (pocketbert/rules.py).
 SWIFT_RECORD_KEYS = ("runtime", "backend", "load_ms", "first_ms", "latency_ms", "peak_rss_bytes", "status", "reason",
-                     "device", "outputs")
+                     "device", "logits")
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "trimmed_mean", "min", "max", "n", "warmup")
 IOS_LOST = re.compile(r"device (is )?(not connected|disconnected|was disconnected)|Unable to find a destination|"
                       r"lost connection", re.IGNORECASE)
@@ -48,6 +50,7 @@ def parse_devicectl_list(data: dict) -> list[dict]:
 
 
 def ios_devices() -> list[dict]:
+    """The iOS devices Xcode sees now (`xcrun devicectl list devices`), parsed by parse_devicectl_list."""
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "devices.json"
         result = call(["xcrun", "devicectl", "list", "devices", "--json-output", str(listing)], timeout=120)
@@ -78,6 +81,8 @@ def parse_xctest_output(log: str) -> dict:
 
 @register_target
 class IosTarget(Target):
+    """An iPhone or iPad (`ios:UDID`), running Core ML and ExecuTorch artifacts in the XCTest app via xcodebuild."""
+
     kind = "ios"
     usage = "ios:UDID"
     default_workdir = ""
@@ -114,6 +119,7 @@ class IosTarget(Target):
             raise PocketbertError(f"iOS device {self.udid} is {self._device['state']}; unlock it, tap 'Trust', and rerun")
 
     def package_dir(self, bundle_name: str) -> Path:
+        """The staged copy of the Swift package that carries this bundle onto the device."""
         return Path(self.workdir) / bundle_name
 
     def push(self, local: Path, remote: str) -> None:
@@ -134,6 +140,7 @@ class IosTarget(Target):
     def info(self) -> dict:
         if self._device is None:
             self.check()
+        assert self._device is not None  # check() sets it or raises
         return {k: self._device[k] for k in ("model", "soc", "os")}
 
     def free_space(self) -> None:
@@ -143,11 +150,14 @@ class IosTarget(Target):
         shutil.rmtree(remote, ignore_errors=True)
 
     def xcodebuild_argv(self, package: Path) -> list[str]:
+        """`xcodebuild test` of the staged package on this device (it builds, installs and runs the benchmark)."""
         return ["xcodebuild", "test", "-scheme", SCHEME, "-destination", f"platform=iOS,id={self.udid}",
                 "-derivedDataPath", str(package / ".build" / "xcode"), "-allowProvisioningUpdates"]
 
 
 def measure(target: IosTarget, bundle) -> dict:
+    """IosTarget.measure: stage the bundle into the package, run `xcodebuild test`, and turn the record the Swift
+    test printed into a row, its logits judged by the rulebook."""
     if bundle.runtime not in target.runtimes:
         return not_measurable(bundle, "iOS here (the XCTest app)", target.runtimes)
     package = target.package_dir(bundle.name)
@@ -157,6 +167,10 @@ def measure(target: IosTarget, bundle) -> dict:
     if result.returncode != 0 and not RESULT_MARKER.search(log):
         return {"status": "failed", "runtime": bundle.runtime, "reason": f"xcodebuild test failed: {last_line(log.encode())}"}
     record = parse_xctest_output(log)
+    logits = record.pop("logits", None)
+    if record.get("status") == "ok":
+        checked = check_outputs([np.asarray(x, np.float32) for x in logits], bundle) if logits else None
+        record.update(outputs=checked, **outcome(checked))
     facts = record.pop("device", None) or {}
     # The app knows the machine id (iPhone16,1); devicectl's marketing name stays the row's "model".
     facts["product_type"] = facts.pop("model", None)

@@ -15,12 +15,22 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from pocketbert.results import latency_stats
 from pocketbert.errors import PocketbertError
-from pocketbert.mobile_harness.bundle import RUNNER_SCRIPT, Bundle, judge, not_measurable, outcome
+from pocketbert.mobile_harness.bundle import RUNNER_SCRIPT, Bundle, check_judge_outputs, not_measurable, outcome
+from pocketbert.mobile_harness.device_runner import device_facts
 from pocketbert.mobile_harness.targets import (
-    DEFAULT_TIMEOUT_S, DeviceLost, Target, TargetOptions, call, last_line, parse_df_available, register_target,
-    remote_command, text)
+    DEFAULT_TIMEOUT_S,
+    DeviceLost,
+    Target,
+    TargetOptions,
+    call,
+    last_line,
+    parse_df_available,
+    register_target,
+    remote_command,
+    text,
+)
+from pocketbert.results import latency_stats
 
 
 class PythonTarget(Target):
@@ -41,12 +51,13 @@ class PythonTarget(Target):
         local = bundle.folder / "result.json"
         self.pull(self.path(bundle.name, "result.json"), local)
         data = json.loads(local.read_text())
-        for name in (bundle.config["eval"] or {}).get("outputs", []):
+        for name in [*bundle.config["judge"]["outputs"], *(bundle.config["eval"] or {}).get("outputs", [])]:
             self.pull(self.path(bundle.name, name), bundle.folder / name)
-        checked = judge(data["outputs"]) if data["outputs"] else None
+        checked = check_judge_outputs(bundle)
         return {"runtime": data["runtime"], "load_ms": data["load_ms"], "first_ms": data["first_ms"],
                 "latency_ms": latency_stats(data["latencies_ms"], warmup=data["warmup"]),
                 "peak_rss_bytes": data["peak_rss_bytes"], "outputs": checked,
+                "runtime_settings": data.get("runtime_settings"),
                 "device_facts": {**data["device"], "runtime_version": data["runtime_version"]}, **outcome(checked)}
 
 
@@ -94,8 +105,6 @@ class HostTarget(PythonTarget):
         shutil.copy2(remote, local)
 
     def info(self) -> dict:
-        from pocketbert.mobile_harness.device_runner import device_facts
-
         return device_facts()
 
     def free_space(self) -> int:

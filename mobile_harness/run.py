@@ -14,20 +14,31 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pocketbert.results import (
-    RESULTS_NAME, load_results, make_record, merge_results, new_results, save_results, timing_is_real)
-from pocketbert.comparison import compare_logits
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export.registry import load_artifact
+from pocketbert.export import load_artifact
 from pocketbert.fsutil import gzip_size
-from pocketbert.manifest import read_manifest
+from pocketbert.manifest import artifact_verification, read_manifest
 from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, make_bundle, model_name
 from pocketbert.mobile_harness.targets import DeviceLost, Target
+from pocketbert.modeling import load_tokenizer
+from pocketbert.qa import decode_answers, load_squad, require_gold_answers, squad_scores
+from pocketbert.results import (
+    RESULTS_NAME,
+    baseline_ratios,
+    load_results,
+    make_record,
+    merge_results,
+    new_results,
+    save_results,
+    timing_is_real,
+)
+from pocketbert.rules import compare_logits, tolerance_for
 
 SPACE_MARGIN = 1.2  # room for the runner's own outputs and the file system's rounding
 
 
 def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None) -> dict:
+    """A results.json record from what the target measured, the device it ran on and the artifact's manifest."""
     manifest = bundle.manifest
     artifact = bundle.source / manifest["artifact"]
     return make_record(
@@ -39,7 +50,7 @@ def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None)
         file_bytes=manifest.get("file_bytes"), gzip_bytes=gzip_size(artifact),
         peak_rss_bytes=measured.get("peak_rss_bytes"), load_ms=measured.get("load_ms"),
         first_ms=measured.get("first_ms"), latency_ms=measured.get("latency_ms"),
-        status=measured["status"], reason=measured.get("reason"),
+        status=measured["status"], reason=measured.get("reason"), runtime_settings=measured.get("runtime_settings"),
     )
 
 
@@ -52,34 +63,51 @@ def merge_into(out: Path, settings: dict, records: list[dict], evals: list[dict]
 
 
 def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, baseline: str | Path | None = None,
-                  warmup: int = 10, runs: int = 50, threads: int | None = None, seq_len: int | None = None,
-                  runners: dict[str, Path] | None = None, eval_data: str | Path | None = None,
-                  max_questions: int | None = None) -> list[dict]:
+                  warmup: int | None = None, runs: int | None = None, threads: int | None = None,
+                  seq_len: int | None = None, runners: dict[str, Path] | None = None,
+                  eval_data: str | Path | None = None, max_questions: int | None = None,
+                  verify: bool = True) -> list[dict]:
     """Measure each artifact (and the baseline) on `target`; returns the records merged into OUT/results.json.
+
+    `verify=False` (--no-verify): push artifacts whose file no longer matches their manifest's sha256.
 
     With `eval_data` (SQuAD v1.1 JSON) each artifact also answers its first `max_questions` questions on the
     device; EM/F1 there and from the same artifact on this host go into results.json's "eval" entries.
+    `warmup` / `runs` unset: 10 and 50, or 0 and 1 on an emulated target with `eval_data` (see timing_runs).
+    The target is closed however the run ends: the host target's temp folder goes also after bad input.
     """
-    if runs < 1 or warmup < 0:
-        raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
-    if not artifacts:
-        raise PocketbertError("pass at least one artifact folder (from `pocketbert export`)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PocketbertError(f"--out '{out}' is a file; pass a folder (results.json goes inside it)")
-    items = [(Path(a), "candidate") for a in artifacts] + ([(Path(baseline), "baseline")] if baseline else [])
-    for folder, _ in items:
-        read_manifest(folder)  # every folder is checked before the device is touched
-    eval_set = load_eval_set(eval_data, max_questions) if eval_data is not None else None
     try:
-        return _run(target, items, out, warmup, runs, threads, seq_len, runners or {}, eval_set)
+        warmup, runs = timing_runs(target, eval_data, warmup, runs)
+        if runs < 1 or warmup < 0:
+            raise PocketbertError("--runs must be at least 1 and --warmup at least 0")
+        if not artifacts:
+            raise PocketbertError("pass at least one artifact folder (from `pocketbert export`)")
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise PocketbertError(f"--out '{out}' is a file; pass a folder (results.json goes inside it)")
+        items = [(Path(a), "candidate") for a in artifacts] + ([(Path(baseline), "baseline")] if baseline else [])
+        with artifact_verification(verify):
+            for folder, _ in items:
+                read_manifest(folder)  # every folder (and its file's sha256) is checked before the device is touched
+            eval_set = load_eval_set(eval_data, max_questions) if eval_data is not None else None
+            return _run(target, items, out, warmup, runs, threads, seq_len, runners or {}, eval_set)
     finally:
         target.close()
 
 
-def load_eval_set(data: str | Path, max_questions: int | None) -> EvalSet:
-    from pocketbert.qa import load_squad, require_gold_answers
+DEFAULT_WARMUP, DEFAULT_RUNS = 10, 50
 
+
+def timing_runs(target: Target, eval_data, warmup: int | None, runs: int | None) -> tuple[int, int]:
+    """(warm-up, timed runs): what the caller asked for, else 10 and 50; but on an emulated target with --eval,
+    whose timings are discarded as no latency, 0 and 1 unless asked for: the run is there for its outputs."""
+    skip = eval_data is not None and bool(getattr(target, "emulated", False))
+    return (warmup if warmup is not None else 0 if skip else DEFAULT_WARMUP,
+            runs if runs is not None else 1 if skip else DEFAULT_RUNS)
+
+
+def load_eval_set(data: str | Path, max_questions: int | None) -> EvalSet:
+    """The first `max_questions` SQuAD v1.1 questions of `data` for --eval; refused when one has no gold answer."""
     if max_questions is not None and max_questions < 1:
         raise PocketbertError("--max-questions must be at least 1")
     return EvalSet(require_gold_answers(load_squad(data)[:max_questions], data), str(data))
@@ -117,9 +145,6 @@ def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, 
 
 def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict) -> dict:
     """EM/F1 from the logits the device returned for every window, beside the same artifact's on this host."""
-    from pocketbert.modeling import load_tokenizer
-    from pocketbert.qa import decode_answers, squad_scores
-
     features = eval_set.features(load_tokenizer(bundle.source), bundle.config["seq_len"])
     entry = {"model": record["model"], "artifact": record["artifact"], "format": record["format"],
              "runtime": record["runtime"], "precision": record["precision"], "seq_len": record["seq_len"],
@@ -137,13 +162,14 @@ def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict) -> dict:
         host_logits = runner({name: features[name] for name in runner.input_names})
         entry["host"] = squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *host_logits))
         # Where F1 differs, this says whether the kernels differ a little (near-tied spans) or a lot.
-        entry["logits_vs_host"] = compare_logits(device_logits, host_logits, bundle.config["tolerance"])
+        entry["logits_vs_host"] = compare_logits(device_logits, host_logits, tolerance_for(record["precision"]))
     except NotRunnableHere as reason:
         entry["host"] = {"reason": str(reason)}
     return {**entry, "status": "ok", "reason": None}
 
 
 def check_space(target: Target, bundle: Bundle) -> None:
+    """Refuse in one line, before pushing, a bundle that would not fit where the target keeps bundles."""
     free, needed = target.free_space(), int(bundle_bytes(bundle) * SPACE_MARGIN)
     if free is not None and free < needed:
         raise PocketbertError(f"{target.spec} has {free / 1e6:.0f} MB free in {target.workdir} but the "
@@ -152,12 +178,10 @@ def check_space(target: Target, bundle: Bundle) -> None:
 
 def plot_device_results(out: Path, target: str) -> Path | None:
     """device_latency_TARGET.png: mean latency per model and runtime on this target, baseline ratios in the labels."""
-    import matplotlib
+    import matplotlib  # lazy: heavy, and only a run that measured real timings draws a plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pocketbert.results import baseline_ratios
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg"), so no display is needed
 
     records = [r for r in load_results(out)["records"] if (r["device"] or {}).get("target") == target
                and r["status"] == "ok" and r["latency_ms"] and timing_is_real(r)]

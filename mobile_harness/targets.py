@@ -21,7 +21,7 @@ from pocketbert.errors import PocketbertError
 
 DEFAULT_TIMEOUT_S = 1800
 # The modules that register a Target kind; imported on first use, as the export registry finds formats.
-PLATFORM_MODULES = ("linux", "board", "android", "ios_target")
+PLATFORM_MODULES = ("linux", "board", "android", "ios_target", "browser")
 
 
 class DeviceLost(PocketbertError):
@@ -53,10 +53,12 @@ TOOL_HINTS = {
 
 
 def text(data: bytes) -> str:
+    """A tool's output bytes as text; bytes that are not UTF-8 never raise."""
     return data.decode("utf-8", errors="replace")
 
 
 def last_line(data: bytes) -> str:
+    """The last non-empty line of a tool's output, for one-line errors."""
     lines = [line.strip() for line in text(data).splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
@@ -80,6 +82,8 @@ class TargetOptions:
 
 
 class Target(ABC):
+    """One device, as `device run` uses it: check, info, push, run, pull, measure a bundle, remove, close."""
+
     kind: ClassVar[str]  # the registry key: `--target KIND[:...]`
     default_workdir: ClassVar[str]
     # "KIND:..." as `device run --help` and errors show it.
@@ -92,6 +96,7 @@ class Target(ABC):
 
     @classmethod
     def from_spec(cls, spec: str, options: TargetOptions) -> "Target":
+        """The target that `--target SPEC` names, with the options of its kind; refused in one line if malformed."""
         return cls(spec, options.workdir, options.timeout)
 
     @classmethod
@@ -107,6 +112,7 @@ class Target(ABC):
         """Remove what this target made on the host for the run (a staging folder); nothing by default."""
 
     def path(self, *parts: str) -> str:
+        """A path under the target's workdir, in the device's (POSIX) form."""
         return posixpath.join(self.workdir, *parts)
 
     @abstractmethod
@@ -134,6 +140,7 @@ class Target(ABC):
         """Free bytes where bundles go (None where the platform does not say)."""
 
     def remove(self, remote: str) -> None:
+        """Delete a bundle from the device once it was measured."""
         self.run(["rm", "-rf", remote])
 
 
@@ -142,6 +149,7 @@ TARGET_KINDS: dict[str, type[Target]] = {}
 
 
 def register_target(cls: type[Target]) -> type[Target]:
+    """Class decorator: make `cls` the Target of its `kind` in `--target KIND:...`."""
     TARGET_KINDS[cls.kind] = cls
     return cls
 
@@ -162,6 +170,7 @@ def split_spec(spec: str, kind: str) -> str:
 
 def parse_target(spec: str, workdir: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                  ssh_options: list[str] | None = None, remote_python: str | None = None) -> Target:
+    """The Target for `--target SPEC`, from the kind before its colon; an unknown kind is refused with the known ones."""
     _discover()
     kind = spec.split(":", 1)[0]
     if kind not in TARGET_KINDS:
@@ -172,6 +181,7 @@ def parse_target(spec: str, workdir: str | None = None, timeout: float = DEFAULT
 
 
 def target_usages() -> str:
+    """Every kind's usage ("host | ssh:user@host[:port] | ..."), for help and errors."""
     _discover()
     return " | ".join(cls.usage for cls in TARGET_KINDS.values())
 

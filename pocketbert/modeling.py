@@ -10,8 +10,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tokenizers import Tokenizer
 
 from pocketbert.errors import PocketbertError, first_line
+from pocketbert.qa import QAWindow
+
+if TYPE_CHECKING:  # annotations only: transformers itself is imported lazily (see below)
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # transformers' per-load reports (a multi-line weight table; a tensor-parallel plan check that lists every layer
 # on a single CPU); report_unused_weights says what matters in one line of our own.
@@ -65,8 +73,10 @@ def max_sequence_length(config) -> int:
 
 @dataclass
 class LoadedModel:
-    model: object  # a transformers *ForQuestionAnswering in eval mode
-    tokenizer: object
+    """A loaded model with its tokenizer, and where it came from (for the manifest)."""
+
+    model: PreTrainedModel  # a transformers *ForQuestionAnswering (or *ForSequenceClassification) in eval mode
+    tokenizer: PreTrainedTokenizerBase
     source: dict = field(default_factory=dict)  # what the manifest records about where it came from
 
 
@@ -86,14 +96,16 @@ def embedded_teacher_dir() -> Path:
 
 def load_tokenizer(path: str | Path):
     """A fast WordPiece tokenizer from a checkpoint folder (positional path: see transformers 5 pitfall)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise PocketbertError(
             f"no usable tokenizer in '{path}' ({first_line(err)}); save the tokenizer files next to the model"
         ) from None
+    check_tokenizer(tokenizer, path)
+    return tokenizer
 
 
 def save_tokenizer(tokenizer, folder: str | Path, contract: dict, source_dir: str | Path | None = None) -> None:
@@ -104,8 +116,6 @@ def save_tokenizer(tokenizer, folder: str | Path, contract: dict, source_dir: st
     tokenizer.json carries truncation of the context only at the artifact's longest length, with the doc
     stride, and padding only where the artifact takes a single length: never what validation last left set.
     """
-    from tokenizers import Tokenizer
-
     folder = Path(folder)
     tokenizer.save_pretrained(str(folder))
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -130,8 +140,6 @@ def save_tokenizer(tokenizer, folder: str | Path, contract: dict, source_dir: st
 
 def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: int | None = None) -> dict:
     """What a phone developer must reproduce to feed the artifact: read from the tokenizer itself."""
-    from pocketbert.qa import QAWindow
-
     window = QAWindow(max_seq_len).clamped()
     backend = tokenizer.backend_tokenizer
     kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(type(backend.model).__name__,
@@ -140,7 +148,8 @@ def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: 
     lower_case = normalizer is not None and "abc" in normalizer.normalize_str("ABC")
     pair = tokenizer("QUESTION", "CONTEXT", padding="max_length", max_length=32, truncation="only_second",
                      return_token_type_ids=True)
-    pieces, types = [], {}
+    pieces: list[str] = []
+    types: dict[str, int] = {}
     for position, sequence_id in enumerate(pair.sequence_ids()):
         token = tokenizer.convert_ids_to_tokens(pair["input_ids"][position])
         label = {0: "{question}", 1: "{context}"}.get(sequence_id, token)
@@ -173,7 +182,9 @@ def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: 
 
 
 def preset_config(name: str):
-    from transformers import BertConfig, DistilBertConfig
+    """The transformers config of a cost preset ("bert-base", "distilbert-base"): the stock architecture, for
+    baselines that need the size and speed of a real model, not its weights."""
+    from transformers import BertConfig, DistilBertConfig  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     if name == "bert-base":
         return BertConfig()
@@ -188,8 +199,7 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
     Refuses checkpoints whose QA head would be freshly initialised: exporting random logits silently
     is the worst failure a QA export can have.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForQuestionAnswering
+    from transformers import AutoModelForQuestionAnswering  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     spec = str(spec)
     if spec in PRESETS:
@@ -208,17 +218,7 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
         if not (path / "config.json").is_file():
             raise PocketbertError(f"'{spec}' has no config.json; pass a Hugging Face checkpoint directory")
     local = path.is_dir()
-    if local:
-        _check_config_file(path / "config.json")
-    try:
-        config = AutoConfig.from_pretrained(spec)
-    except (OSError, ValueError, KeyError) as err:
-        if local:
-            raise PocketbertError(f"the config.json of '{spec}' cannot be used ({first_line(err)}); re-save the "
-                                  "checkpoint with save_pretrained") from None
-        raise PocketbertError(
-            f"cannot read the model config of '{spec}' ({first_line(err)}); pass a local checkpoint directory"
-        ) from None
+    config = load_config(spec)
     encoder_of(config)  # refuses non-encoders (GPT-2, ...) even when transformers has a QA class for them
     try:
         with quiet_load_report():
@@ -232,9 +232,106 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
             f"checkpoint '{spec}' has no QA head (qa_outputs weights missing); fine-tune it first with "
             "`pocketbert finetune qa`"
         )
+    # Before any work with the model: a missing or degenerate tokenizer (transformers makes one of 5 special tokens
+    # from a folder without tokenizer files), or one with ids past the embedding, is one line now.
+    tokenizer = load_tokenizer(spec)
+    check_tokenizer_fits(tokenizer, config, spec)
     report_unused_weights(spec, info)
     checkpoint = str(path.resolve()) if local else spec  # a hub id stays a hub id
-    return LoadedModel(model.eval(), load_tokenizer(spec), _source(checkpoint, config, model))
+    return LoadedModel(model.eval(), tokenizer, _source(checkpoint, config, model))
+
+
+# Config values every loader and FLOP count relies on: positive integers (transformers 5 checks some types itself).
+CONFIG_INTEGERS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+
+
+def _one_line(err: BaseException) -> str:
+    """A library exception whose message spans lines (huggingface_hub's field validation), joined into one."""
+    return " ".join(str(err).split())[:240] or type(err).__name__
+
+
+def load_config(spec: str | Path):
+    """A checkpoint's (or hub id's) config, or one line naming what is wrong with its config.json: not JSON, not an
+    object, a field of the wrong type ("dim": "abc"), a size that is not a positive integer."""
+    from transformers import AutoConfig  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
+
+    spec = str(spec)
+    local = Path(spec).is_dir()
+    if local:
+        _check_config_file(Path(spec) / "config.json")
+    try:
+        config = AutoConfig.from_pretrained(spec)
+    except Exception as err:  # OSError, ValueError, KeyError, huggingface_hub's StrictDataclassFieldValidationError
+        if local:
+            raise PocketbertError(f"the config.json of '{spec}' cannot be used ({_one_line(err)}); fix that field or "
+                                  "re-save the checkpoint with save_pretrained") from None
+        raise PocketbertError(
+            f"cannot read the model config of '{spec}' ({first_line(err)}); pass a local checkpoint directory"
+        ) from None
+    for name in CONFIG_INTEGERS:
+        value = getattr(config, name, None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise PocketbertError(f"the config.json of '{spec}' has {name} = {value!r}, not a positive integer; fix "
+                                  "that field or re-save the checkpoint with save_pretrained")
+    return config
+
+
+# Ordinary English every real vocabulary has pieces for (a tokenizer that maps all of it to [UNK] has no vocabulary).
+TOKENIZER_PROBE = "The bridge reopened in 2021 after four years of work."
+
+
+def check_tokenizer(tokenizer, path) -> None:
+    """Refuse a degenerate tokenizer in one line: transformers builds one with only its special tokens ([PAD] [UNK]
+    [CLS] [SEP] [MASK]) from a checkpoint folder whose tokenizer files are missing, and everything then reads [UNK]."""
+    special = set(tokenizer.all_special_ids)
+    ordinary = sum(1 for token_id in tokenizer.get_vocab().values() if token_id not in special)
+    probe = tokenizer(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+    unknown = tokenizer.unk_token_id
+    if ordinary == 0 or (unknown is not None and probe and all(token_id == unknown for token_id in probe)):
+        raise PocketbertError(
+            f"the tokenizer in '{path}' has no vocabulary ({len(tokenizer)} tokens, {ordinary} besides special "
+            "tokens: its tokenizer files are missing or empty, so every word would be [UNK]); save the tokenizer the "
+            f"model was trained with into that folder (tokenizer.save_pretrained('{path}'))")
+
+
+def check_tokenizer_fits(tokenizer, config, path) -> None:
+    """Refuse a tokenizer whose ids reach past the model's embedding table (an IndexError deep in the first batch)."""
+    rows = getattr(config, "vocab_size", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise PocketbertError(
+            f"the tokenizer in '{path}' has {len(tokenizer)} tokens but the model's embedding has only {rows} rows, "
+            "so token ids past it would crash; save the checkpoint's own tokenizer next to it (or, after adding tokens, "
+            "model.resize_token_embeddings(len(tokenizer)) and save the model again)")
+
+
+def fresh_head_keys(model, info: dict) -> list[str]:
+    """Weights a *For<Task> model initialised afresh outside its pre-trained encoder: a head the checkpoint lacks
+    (a pooler counts: BERT's classifier reads it)."""
+    prefix = f"{model.base_model_prefix}."
+    return sorted(key for key in info.get("missing_keys", ()) if not key.startswith(prefix) or ".pooler." in key)
+
+
+def load_classifier_model(path: str | Path) -> LoadedModel:
+    """A local *ForSequenceClassification checkpoint with its trained head and id2label (e.g. from `pocketbert finetune
+    classify`); refuses one whose head would be freshly initialised, as load_qa_model does for QA."""
+    from transformers import AutoModelForSequenceClassification  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise PocketbertError(f"'{path}' is not a checkpoint folder with config.json; pass a classifier checkpoint")
+    config = load_config(path)
+    tokenizer = load_tokenizer(path)
+    check_tokenizer_fits(tokenizer, config, path)
+    try:
+        with quiet_load_report():
+            model, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True)
+    except Exception as err:  # transformers raises many types for damaged files
+        raise PocketbertError(f"checkpoint '{path}' could not be loaded ({first_line(err)}); re-save it or point to an "
+                              "intact copy") from None
+    if fresh_head_keys(model, info):
+        raise PocketbertError(f"checkpoint '{path}' has no classification head; fine-tune it first with "
+                              "`pocketbert finetune classify`")
+    return LoadedModel(model.eval(), tokenizer, _source(str(path.resolve()), config, model))
 
 
 def _check_config_file(config_path: Path) -> None:
@@ -251,7 +348,7 @@ def _check_config_file(config_path: Path) -> None:
 @contextlib.contextmanager
 def quiet_load_report():
     """Silence transformers' multi-line weight report for one load (report_unused_weights says it in one line)."""
-    from transformers.utils import logging as transformers_logging
+    from transformers.utils import logging as transformers_logging  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     loggers = [logging.getLogger(name) for name in TRANSFORMERS_LOAD_REPORT_LOGGERS]
     levels = [logger.level for logger in loggers]
@@ -284,6 +381,7 @@ def uses_token_type_ids(model) -> bool:
 
 
 def count_parameters(model) -> int:
+    """Every parameter of `model` (embeddings and head included), as reported beside file size."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -42,6 +42,11 @@ class QAWindow:
         length = min(self.max_seq_len, max_positions) if max_positions else self.max_seq_len
         if length < 8:
             raise PocketbertError(f"a QA window of {length} tokens cannot hold a question and context; use 8 or more")
+        if self.max_query_len < 1 or self.doc_stride < 1:
+            # 0 question tokens would strip every question (and score as if it were asked); a negative overlap
+            # cannot be cut.
+            raise PocketbertError(f"--max-query-len {self.max_query_len} and --doc-stride {self.doc_stride}: both must "
+                                  "be at least 1")
         query = min(self.max_query_len, (length - 3) // 2)
         stride = min(self.doc_stride, length - 3 - query - 1)
         return QAWindow(length, stride, query)
@@ -49,6 +54,8 @@ class QAWindow:
 
 @dataclass
 class QAExample:
+    """One SQuAD v1.1 question: its id, the question, its context paragraph and the reference answers."""
+
     id: str
     question: str
     context: str
@@ -166,7 +173,7 @@ def decode_nbest(examples, features, start_logits, end_logits, n_best=N_BEST,
                         continue
                     spans.append((start_logits[f][s] + end_logits[f][e], example.context[offsets[s][0]:offsets[e][1]],
                                   start_logits[f][s], end_logits[f][e]))
-        kept = {}
+        kept: dict[str, tuple] = {}  # answer text -> its best (score, text, start logit, end logit)
         for span in sorted(spans, key=lambda span: -span[0]):  # stable: the first of equal scores stays first
             if span[1] not in kept and len(kept) < n_best:
                 kept[span[1]] = span
@@ -198,10 +205,12 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, truth: str) -> float:
+    """1.0 if the answers are equal after SQuAD's normalisation (case, punctuation, articles, spaces), else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(truth))
 
 
 def f1(prediction: str, truth: str) -> float:
+    """SQuAD's token-overlap F1 between the normalised answers: partial credit for a span that is nearly right."""
     pred_tokens = normalize_answer(prediction).split()
     truth_tokens = normalize_answer(truth).split()
     common = collections.Counter(pred_tokens) & collections.Counter(truth_tokens)

@@ -40,6 +40,8 @@ RECORD_DEFAULTS = {
     "random_weights": False, "parameters": None, "file_bytes": None, "gzip_bytes": None,
     "peak_rss_bytes": None, "import_rss_bytes": None, "load_ms": None, "first_ms": None, "latency_ms": None, "flops": None,
     "efficiency": None, "status": "ok", "reason": None,
+    # The runtime settings the row ran with (the manifest's, as pocketbert/sessions.py applied them) and threads.
+    "runtime_settings": None,
 }
 # Two records with equal values here measure the same thing; a merge keeps the newer one.
 IDENTITY_KEYS = ("model", "role", "artifact", "format", "runtime", "backend", "precision", "seq_len", "mode", "threads")
@@ -126,6 +128,8 @@ def machine_info() -> dict:
 
 
 def new_results(settings: dict, records: list[dict]) -> dict:
+    """A fresh results document: the records (normalised by make_record) with the settings, machine and tool
+    versions they were measured under."""
     return {
         "schema": RESULTS_SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -137,6 +141,8 @@ def new_results(settings: dict, records: list[dict]) -> dict:
 
 
 def load_results(path: str | Path) -> dict:
+    """A results.json (or the one in a bench output folder), its records normalised; a file of another schema is
+    refused in one line, so old results are re-measured rather than misread."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_NAME
@@ -149,6 +155,7 @@ def load_results(path: str | Path) -> dict:
 
 
 def save_results(path: str | Path, results: dict) -> Path:
+    """Write `results` to `path` (results.json inside it when it is a folder), atomically; returns the file written."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_NAME
@@ -156,6 +163,8 @@ def save_results(path: str | Path, results: dict) -> Path:
 
 
 def record_identity(record: dict) -> tuple:
+    """What makes two records the same measurement (model, runtime, precision, length, mode, threads, device):
+    the key on which merged results replace an older record."""
     device = record.get("device") or {}
     return tuple(record.get(k) for k in IDENTITY_KEYS) + (device.get("target"), device.get("model"))
 
@@ -186,6 +195,7 @@ def _device_key(record: dict) -> tuple:
 
 
 def latency_of(record: dict, statistic: str = RATIO_STATISTIC) -> float | None:
+    """The record's latency in ms by `statistic` (the trimmed mean by default), or None where it was not timed."""
     latency = record.get("latency_ms") or {}
     return latency.get(statistic)
 
@@ -219,7 +229,7 @@ def timing_is_real(record: dict) -> bool:
 
 def baseline_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
     """Each measured candidate against the baseline measured on the same device, runtime and precision."""
-    baselines = {}
+    baselines: dict[tuple, dict] = {}
     for r in records:
         if r["role"] == "baseline" and r["status"] == "ok" and timing_is_real(r):
             baselines.setdefault((_device_key(r), *(r[k] for k in COMPARABLE_KEYS)), r)
@@ -235,7 +245,7 @@ def baseline_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> li
 
 def reference_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
     """Each measured candidate against the baseline's fp32 PyTorch eager row on this host (the 6x goal)."""
-    references = {}
+    references: dict[tuple, dict] = {}
     for r in records:
         if (r["role"] == "baseline" and r["status"] == "ok" and r["format"] == EAGER_FORMAT
                 and r["precision"] == "fp32" and r["device"] is None):

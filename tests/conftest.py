@@ -6,14 +6,131 @@ reachable; they tokenise like the real ones (byte-level BPE, unigram pieces), on
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
+import shutil
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# --- Parallel runs: `make test` is `pytest -n 2 --dist loadfile --no-loadscope-reorder` (pytest-xdist) ----------------
+# "gw0", "gw1", ... in an xdist worker; None in a plain `pytest` run, which none of this changes (same tests, same order).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+# Each file runs whole on one worker, in its own order, so its module fixtures are made once (xdist's loadfile),
+# except these, whose tests are independent and share only the cached exports below: they are spread test by test,
+# after everything else, which also evens out the two workers' ends.
+SPREAD_FILES = {"test_architectures.py"}
+# Files that share a resource and must not run at the same time, by group: both drive Chromium (and its WASM runtimes).
+SHARED_GROUPS = {"test_device_browser.py": "browser", "test_web_qa_page.py": "browser"}
+# The slowest files first (longest-processing-time order), so that no long file is started last; the others follow
+# in collection order. Measured on the 2-core CI machine; a file missing here only costs balance, never a test.
+SLOW_FIRST = ["test_demo.py", "test_executorch_int4.py", "test_bench.py", "test_export_executorch.py",
+              "test_export_coreml.py", "test_device_board.py", "test_safety.py", "test_loaders.py", "test_distill_qa.py",
+              "test_distill_ablation.py", "test_bench_gemm.py", "test_classify_train.py", "test_device_mobile.py",
+              "test_op_profile.py", "test_device.py", "test_export_tflite.py", "test_a16w8.py", "test_bench_peers.py"]
+
+
+def pytest_configure(config):
+    if XDIST_WORKER:
+        # Two workers on two cores: one thread each, instead of two each fighting for the other's core. Code that
+        # takes a --threads setting (bench, device, op-profile) still sets its own.
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not XDIST_WORKER:
+        return
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    last = len(rank) + 1
+    # A stable sort: every file keeps its own order. Both workers sort alike, as xdist requires.
+    items.sort(key=lambda item: last if item.path.name in SPREAD_FILES else rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with SPREAD_FILES test by test and SHARED_GROUPS together. (Not xdist_group marks and
+    --dist loadgroup: xdist 3.8 renames item._nodeid for those, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            name = file.rsplit("/", 1)[-1]
+            return nodeid if name in SPREAD_FILES else SHARED_GROUPS.get(name, file)
+
+    return FileScheduling(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_record_left_over():
+    """A test that interrupts itself (test_reliability's swallowed Ctrl-C) leaves pocketbert.fsutil's record of the
+    signal behind; the next export_model called outside the CLI in that process would then raise KeyboardInterrupt
+    at its commit and end the whole run. Each test starts with no record, as each CLI command does."""
+    yield
+    import sys
+
+    fsutil = sys.modules.get("pocketbert.fsutil")
+    if fsutil is not None and getattr(fsutil, "_received_signals", None):
+        fsutil._received_signals.clear()
+
+
+def _shared_root(tmp_path_factory) -> Path:
+    """One folder per run: under xdist the workers' common parent of their basetemps, so what one worker builds the
+    other reuses; in a plain run the session's own basetemp."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if XDIST_WORKER else base) / "pocketbert-shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+_BUILT: dict[str, object] = {}
+
+
+def build_once(tmp_path_factory, name: str, build):
+    """`build(folder)` once per run, by whichever worker asks first; the other waits on its file lock, then gets the
+    same folder and (pickled) what build returned. A build that raises keeps nothing: the next asker tries again."""
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory)
+    folder, result = root / name, root / f"{name}.pickle"
+    if str(folder) not in _BUILT:
+        with FileLock(str(root / f"{name}.lock")):
+            if result.is_file():
+                value = pickle.loads(result.read_bytes())
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                value = build(folder)
+                result.write_bytes(pickle.dumps(value))
+        _BUILT[str(folder)] = value
+    return _BUILT[str(folder)]
+
+
+@pytest.fixture(scope="session")
+def export_once(tmp_path_factory):
+    """`export_once(checkpoint, format, out, **options)`: export_model with the same arguments and return value, but
+    each (checkpoint, format, options) is exported once per run, whichever file and worker asks; `out` gets a copy of
+    that export, so a test may change its own copy."""
+    def export(checkpoint, format_name: str, out, **options) -> dict:
+        from pocketbert.export.api import export_model
+
+        key = json.dumps([str(Path(checkpoint).resolve()), format_name, options], sort_keys=True, default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        name = f"export-{Path(checkpoint).name}-{format_name}-{options.get('precision', 'fp32')}-{digest}"
+        manifest = build_once(tmp_path_factory, name,
+                              lambda folder: export_model(str(checkpoint), format_name, folder, **options))
+        shutil.copytree(_shared_root(tmp_path_factory) / name, out, symlinks=True)
+        return manifest
+
+    return export
 
 TINY = dict(layers=2, hidden=64, heads=2, intermediate=128, max_positions=512)
 ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "albert", "electra", "mobilebert", "deberta-v2",
@@ -33,7 +150,7 @@ TOKENIZER_TRAINING_TEXT = [
 
 def _training_text() -> list[str]:
     # The validation pairs too, so that their words are whole tokens and short pairs leave room for padding.
-    from pocketbert.export.task import VALIDATION_EXAMPLES
+    from pocketbert.reference import VALIDATION_EXAMPLES
 
     return TOKENIZER_TRAINING_TEXT + [text for ex in VALIDATION_EXAMPLES for text in (ex.question, ex.context)]
 
@@ -149,26 +266,27 @@ def build_tiny_qa_checkpoint(folder: Path, architecture: str = "distilbert", see
     return folder
 
 
+def shared_tiny_checkpoint(tmp_path_factory, architecture: str) -> Path:
+    """The run's one tiny checkpoint of `architecture` (built once, shared by every file and worker: never write in it)."""
+    return build_once(tmp_path_factory, f"tiny-{architecture}-qa",
+                      lambda folder: build_tiny_qa_checkpoint(folder, architecture))
+
+
 @pytest.fixture(scope="session")
 def tiny_distilbert_qa(tmp_path_factory) -> Path:
-    return build_tiny_qa_checkpoint(tmp_path_factory.mktemp("tiny-distilbert-qa"), "distilbert")
+    return shared_tiny_checkpoint(tmp_path_factory, "distilbert")
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_qa(tmp_path_factory) -> Path:
-    return build_tiny_qa_checkpoint(tmp_path_factory.mktemp("tiny-bert-qa"), "bert")
+    return shared_tiny_checkpoint(tmp_path_factory, "bert")
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
     """architecture -> a tiny QA checkpoint folder, built on first use."""
-    built: dict[str, Path] = {}
-
     def get(architecture: str) -> Path:
-        if architecture not in built:
-            built[architecture] = build_tiny_qa_checkpoint(tmp_path_factory.mktemp(f"tiny-{architecture}-qa"),
-                                                           architecture)
-        return built[architecture]
+        return shared_tiny_checkpoint(tmp_path_factory, architecture)
 
     return get
 

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import export_with_own_calibration
 
 from pocketbert.cli import main
 from pocketbert.export.api import export_model
 from pocketbert.export.calibration import CALIBRATION_QUESTIONS, GENERATED_SOURCE
 from pocketbert.manifest import read_manifest
-from conftest import export_with_own_calibration
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("litert_torch")
@@ -82,6 +82,7 @@ def test_onnx_quantizes_every_arithmetic_op_with_16_bit_activations(exports):
 
 def test_tflite_computes_every_layer_with_int16_activations(exports):
     from ai_edge_litert.interpreter import Interpreter
+
     from pocketbert.export.formats.tflite import operator_dtypes
 
     folder = exports / "tflite"

@@ -9,13 +9,14 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ARCHITECTURES, build_tiny_qa_checkpoint
+
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model
 from pocketbert.export.registry import format_class, get_format
-from pocketbert.export.task import EXPORT_REFUSALS, VALIDATION_EXAMPLES, check_wrapper, exportable_qa, refusal
+from pocketbert.export.task import EXPORT_REFUSALS, check_wrapper, exportable_qa, refusal
 from pocketbert.modeling import ENCODERS, load_qa_model
+from pocketbert.reference import VALIDATION_EXAMPLES
 
 LENGTHS = (96,)
 # fp32 (fp16 for Core ML, whose fp32 is the same graph) and the full-integer a16w8 (every op calibrated and quantized,
@@ -32,7 +33,7 @@ SENTENCEPIECE_FILES = {"xlm-roberta": "sentencepiece.bpe.model", "albert": "spie
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_checkpoints, tmp_path_factory):
+def exported(tiny_checkpoints, tmp_path_factory, export_once):
     """(architecture, format, precision) -> (folder, manifest) or the refusal error; each cell exported once."""
     cache = {}
 
@@ -41,8 +42,8 @@ def exported(tiny_checkpoints, tmp_path_factory):
         if key not in cache:
             out = tmp_path_factory.mktemp("arch") / "-".join(key)
             try:
-                cache[key] = (out, export_model(str(tiny_checkpoints(architecture)), format_name, out,
-                                                precision=precision, seq_lens=LENGTHS))
+                cache[key] = (out, export_once(str(tiny_checkpoints(architecture)), format_name, out,
+                                               precision=precision, seq_lens=LENGTHS))
             except PocketbertError as err:
                 cache[key] = (out, err)
         return cache[key]

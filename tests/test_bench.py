@@ -5,9 +5,19 @@ import json
 
 import pytest
 
-from pocketbert.results import (RESULTS_SCHEMA, baseline_ratios, latency_stats, load_results, make_record,
-                                merge_results, new_results, reference_ratios, save_results, trimmed_mean)
 from pocketbert.errors import PocketbertError
+from pocketbert.results import (
+    RESULTS_SCHEMA,
+    baseline_ratios,
+    latency_stats,
+    load_results,
+    make_record,
+    merge_results,
+    new_results,
+    reference_ratios,
+    save_results,
+    trimmed_mean,
+)
 
 TINY_LEN = 32
 
@@ -88,15 +98,14 @@ def test_load_results_names_a_wrong_file(tmp_path):
 
 # --- one tiny real run ------------------------------------------------------------------------------------
 
-def _tiny_artifacts(checkpoint, root):
+def _tiny_artifacts(checkpoint, root, export_once):
     """A tiny fp32 artifact per format that exports here (ONNX always; others when their exporter exists)."""
-    from pocketbert.export.api import export_model
     from pocketbert.export.registry import format_names
 
     artifacts = {}
     for name in format_names():
         try:
-            export_model(str(checkpoint), name, root / name, seq_lens=(TINY_LEN,))
+            export_once(str(checkpoint), name, root / name, seq_lens=(TINY_LEN,))
         except PocketbertError as err:  # a runtime package missing here: the harness is tested without it
             print(f"skipping {name}: {err}")
             continue
@@ -106,11 +115,11 @@ def _tiny_artifacts(checkpoint, root):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_distilbert_qa, tiny_bert_qa, tmp_path_factory):
+def tiny_run(tiny_distilbert_qa, tiny_bert_qa, tmp_path_factory, export_once):
     from pocketbert.bench.measure import Baseline, BenchSettings, run_bench
 
     root = tmp_path_factory.mktemp("bench")
-    artifacts = _tiny_artifacts(tiny_distilbert_qa, root / "artifacts")
+    artifacts = _tiny_artifacts(tiny_distilbert_qa, root / "artifacts", export_once)
     out = root / "out"
     settings = BenchSettings(seq_lens=(TINY_LEN,), sweep=(16,), warmup=1, runs=3, threads=1, modes=("model", "e2e"))
     results = run_bench([*map(str, artifacts.values()), str(tiny_distilbert_qa)], out, settings,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pocketbert.bench.gemm import INT8_RELATIVE_ERROR, PRECISIONS, RUNTIMES, measure_gemm_rates
+from pocketbert.bench.studies.gemm import INT8_RELATIVE_ERROR, PRECISIONS, RUNTIMES, measure_gemm_rates
 from pocketbert.cli import main
 from pocketbert.errors import PocketbertError
 
@@ -27,7 +27,7 @@ def test_every_runtime_runs_the_layers_at_both_precisions_and_agrees_with_torch(
     assert cells[("pytorch", "fp32")]["vs_reference"] == pytest.approx(1.0)
     assert results["operations"] == 2 * 2 * (2 * 8 * 32 * 64)  # two blocks of an up and a down projection
     assert set(results["peaks"]) >= {"fp32", "int8"}
-    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+    assert json.loads((out / "gemm.json").read_text())["rows"] == results["rows"]
     report = (out / "report.md").read_text()
     assert "| litert | int8 |" in report and "vs PyTorch eager fp32" in report
     assert (out / "gemm.png").stat().st_size > 0
@@ -40,7 +40,7 @@ def test_the_command_writes_the_report_and_refuses_bad_sizes_in_one_line(tmp_pat
     printed = capsys.readouterr().out
     assert "onnxruntime int8:" in printed and "x PyTorch eager fp32" in printed
     # The reference runs whichever runtimes are asked for.
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    rows = json.loads((out / "gemm.json").read_text())["rows"]
     assert {row["runtime"] for row in rows} == {"pytorch", "onnxruntime"}
     assert main(["bench", "gemm", "--rows", "-3", "--out", str(tmp_path / "bad")]) != 0
     error = capsys.readouterr().err.strip()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pocketbert.bench.peer_routes import NOT_INSTALLED, OPTIMUM_VENV
+from pocketbert.bench.studies.peers import NOT_INSTALLED, OPTIMUM_VENV
 
 SEQ_LEN = 64
 
 
 def rows_by_route(out: Path) -> dict:
-    return {(r["format"], r["precision"], r["route"]): r for r in json.loads((out / "results.json").read_text())["rows"]}
+    return {(r["format"], r["precision"], r["route"]): r for r in json.loads((out / "peers.json").read_text())["rows"]}
 
 
 def test_onnx_peer_route_is_timed_beside_ours_and_validated(tiny_distilbert_qa, tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_peers_on_a_missing_checkpoint_is_one_line(tmp_path, capsys):
 
 
 def test_executorch_documented_recipe_on_the_unmodified_model(tiny_distilbert_qa, tmp_path):
-    from pocketbert.bench.peer_routes import PeerRun, executorch_documented_xnnpack
+    from pocketbert.bench.studies.peers import PeerRun, executorch_documented_xnnpack
     from pocketbert.manifest import read_manifest
 
     folder = tmp_path / "executorch-fp32-documented"

@@ -11,8 +11,7 @@ pytest.importorskip("executorch")
 from pocketbert.errors import NotRunnableHere  # noqa: E402
 from pocketbert.export.api import export_model  # noqa: E402
 from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME  # noqa: E402
-from pocketbert.export.coreml_mil.executorch_payload import (delegate_payloads, extract_core_ml_package,  # noqa: E402
-                                                             load_delegate_program, whole_program_delegated)
+from pocketbert.export.coreml_mil.executorch_payload import delegate_payloads, extract_core_ml_package, load_delegate_program, whole_program_delegated  # noqa: E402
 
 LENGTH = 32
 
@@ -43,8 +42,9 @@ def test_export_validates_the_pte_through_the_evaluator(coreml_pte):
 
 
 def test_evaluated_delegate_matches_pytorch(coreml_pte, tiny_distilbert_qa):
-    from pocketbert.export.task import exportable_qa, torch_reference, validation_inputs
+    from pocketbert.export.task import exportable_qa
     from pocketbert.modeling import load_qa_model
+    from pocketbert.reference import torch_reference, validation_inputs
 
     out, manifest = coreml_pte
     program, info = load_delegate_program(out / manifest["artifact"], manifest)

@@ -13,12 +13,12 @@ ct = pytest.importorskip("coremltools")
 
 from coremltools.converters.mil.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
+from test_coreml_evaluator_ops import evaluate_constant  # noqa: E402
+from test_export_coreml import RUNTIME_HERE  # noqa: E402
 
 from pocketbert.cli import main as cli_main  # noqa: E402
 from pocketbert.export.api import export_model  # noqa: E402
 from pocketbert.export.coreml_mil.evaluator import WEIGHTS_DIR  # noqa: E402
-from test_coreml_evaluator_ops import evaluate_constant  # noqa: E402
-from test_export_coreml import RUNTIME_HERE  # noqa: E402
 
 # Stated tolerance of an int4 artifact against the original fp32 model, on this random tiny model whose logits
 # reach about 0.6: measured 0.041 (4-bit weights dominate; the fp16 export differs by ~1e-3). Every best start and

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pocketbert.results import load_results
 from pocketbert.errors import PocketbertError
-from pocketbert.mobile_harness.run import run_on_device
 from pocketbert.mobile_harness.linux import HostTarget, SshTarget
+from pocketbert.mobile_harness.run import run_on_device
 from pocketbert.mobile_harness.targets import parse_target, remote_command
+from pocketbert.results import load_results
 
 SSHD = "/usr/sbin/sshd"
 # A workdir a shell would split or unquote: every remote command must survive it.
@@ -28,12 +28,10 @@ AWKWARD_DIR = "pocketbert dev's \"dir\" $HOME"
 
 
 @pytest.fixture(scope="module")
-def onnx_artifacts(tmp_path_factory, tiny_distilbert_qa, tiny_bert_qa):
-    from pocketbert.export.api import export_model
-
+def onnx_artifacts(tmp_path_factory, tiny_distilbert_qa, tiny_bert_qa, export_once):
     root = tmp_path_factory.mktemp("device-artifacts")
-    student = export_model(tiny_distilbert_qa, "onnx", root / "student onnx", seq_lens=(64,))
-    baseline = export_model(tiny_bert_qa, "onnx", root / "bert-base onnx", seq_lens=(64,))
+    student = export_once(tiny_distilbert_qa, "onnx", root / "student onnx", seq_lens=(64,))
+    baseline = export_once(tiny_bert_qa, "onnx", root / "bert-base onnx", seq_lens=(64,))
     assert student["validation"]["passed"] and baseline["validation"]["passed"]
     return root / "student onnx", root / "bert-base onnx"
 
@@ -152,7 +150,7 @@ def test_host_target_runs_a_tflite_file_with_several_signatures(tiny_distilbert_
                                 seq_len=length)
         assert record["status"] == "ok", record["reason"]
         check, = load_results(tmp_path / f"results-{length}")["settings"]["output_checks"].values()
-        assert check["argmax_agreement"] == {"start": 1.0, "end": 1.0}
+        assert check["argmax_agreement"] == {"start": 1.0, "end": 1.0} and check["passed"]
 
 
 def test_bad_inputs_are_one_line_errors(onnx_artifacts, tmp_path):

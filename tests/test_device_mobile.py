@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketbert.results import load_results
+from pocketbert import rules
 from pocketbert.errors import PocketbertError
 from pocketbert.manifest import MANIFEST_SCHEMA, write_manifest
 from pocketbert.mobile_harness import bundle as bundle_module
@@ -33,6 +33,7 @@ from pocketbert.mobile_harness.android import AndroidTarget, elf_abi, parse_benc
 from pocketbert.mobile_harness.ios_target import IosTarget, parse_devicectl_list, parse_xctest_output
 from pocketbert.mobile_harness.run import run_on_device
 from pocketbert.mobile_harness.targets import DeviceLost, parse_target
+from pocketbert.results import load_results
 
 DATA = Path(__file__).parent / "data" / "device"
 SERIAL = "38011FDJH00AB3"
@@ -159,9 +160,13 @@ def artifact_factory(tmp_path, monkeypatch):
     from pocketbert.modeling import embedded_teacher_dir, load_tokenizer
 
     tokenizer = load_tokenizer(embedded_teacher_dir())
-    # Expected outputs would come from the host runtime; these stand-in files have none.
-    monkeypatch.setattr(bundle_module, "expected_outputs", lambda folder, manifest, inputs: (
-        [np.linspace(-1, 1, SEQ, dtype=np.float32)[None], np.linspace(1, -1, SEQ, dtype=np.float32)[None]], "test"))
+    # The reference outputs would come from the source model; these stand-in folders have none.
+    def reference_outputs(folder, manifest, feeds):
+        rows = [len(feed["attention_mask"]) for feed in feeds]
+        return [[np.tile(np.linspace(-1, 1, SEQ, dtype=np.float32), (n, 1)),
+                 np.tile(np.linspace(1, -1, SEQ, dtype=np.float32), (n, 1))] for n in rows], "test"
+
+    monkeypatch.setattr(bundle_module, "reference_outputs", reference_outputs)
 
     def make(name: str, fmt: str, suffix: str, role_checkpoint: str = "runs/student") -> Path:
         folder = tmp_path / name
@@ -283,7 +288,7 @@ def test_devicectl_and_xctest_parsing():
     assert devices == [{"udid": UDID, "name": "Ana's iPhone", "model": "iPhone 15 Pro", "soc": "arm64e",
                         "os": "iOS 18.2 (22C152)", "state": "connected"}]
     record = parse_xctest_output((DATA / "xcodebuild_test_coreml.txt").read_text())
-    assert record["latency_ms"]["n"] == 50 and record["runtime"] == "coreml" and record["outputs"]["passed"]
+    assert record["latency_ms"]["n"] == 50 and record["runtime"] == "coreml" and len(record["logits"]) == 2
     with pytest.raises(PocketbertError, match="no POCKETBERT_RESULT"):
         parse_xctest_output("** TEST FAILED **")
     with pytest.raises(PocketbertError, match="unknown fields"):
@@ -297,6 +302,9 @@ def test_ios_end_to_end_through_xcodebuild(fake_tools, artifact_factory, tmp_pat
     assert not Path(target.workdir).exists(), "the staged Swift package folder is removed after the run"
     record = records[0]
     assert record["status"] == "ok" and record["latency_ms"]["mean"] == pytest.approx(9.81)
+    # The app's logits are judged on the host by the rulebook, against the source model's.
+    check, = load_results(tmp_path / "out")["settings"]["output_checks"].values()
+    assert check["passed"] is True and check["rule"] == rules.rule_for("fp32") and check["judged_on"] == "expected"
     assert record["device"]["model"] == "iPhone 15 Pro" and record["device"]["thermal"] == "nominal"
     call = json.loads((fake_tools / "xcode.json").read_text())
     assert call["argv"][:5] == ["test", "-scheme", "PocketbertBench", "-destination", f"platform=iOS,id={UDID}"]

@@ -9,11 +9,11 @@ import sys
 
 import torch
 from safetensors.torch import load_file
+from test_distill_qa import write_tiny_squad
 from transformers import AutoModelForQuestionAnswering
 
 from pocketbert.cli import main
 from pocketbert.modeling import load_tokenizer
-from test_distill_qa import write_tiny_squad
 
 STEPS = 3
 

@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from pocketbert.distill.losses import (hidden_cosine_loss, masked_lm_loss, mlm_distillation_loss,
-                                       qa_distillation_loss, soft_target_kl)
+from pocketbert.distill.losses import hidden_cosine_loss, masked_lm_loss, mlm_distillation_loss, qa_distillation_loss, soft_target_kl
 
 
 def test_soft_target_kl_is_kl_times_t_squared():

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 
-from pocketbert.cli import main
 from test_distill_qa import write_tiny_squad
+
+from pocketbert.cli import main
 
 
 def test_throughput_arms_and_cache_equivalence(tiny_bert_qa, tmp_path, capsys):

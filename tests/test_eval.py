@@ -29,11 +29,9 @@ def _squad_file(path, answers: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tiny_distilbert_qa, tmp_path_factory):
-    from pocketbert.export.api import export_model
-
+def tiny_onnx(tiny_distilbert_qa, tmp_path_factory, export_once):
     folder = tmp_path_factory.mktemp("eval") / "onnx"
-    export_model(str(tiny_distilbert_qa), "onnx", folder, seq_lens=(SEQ,))
+    export_once(str(tiny_distilbert_qa), "onnx", folder, seq_lens=(SEQ,))
     return folder
 
 

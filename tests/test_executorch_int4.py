@@ -8,12 +8,11 @@ import torch
 
 from pocketbert.cli import main
 from pocketbert.export.api import export_model
-from pocketbert.export.formats.executorch_quant import (INT4_GROUP_SIZE, Int4GroupEmbedding, Int8RowEmbedding,
-                                                         replace_embeddings)
+from pocketbert.export.formats.executorch_quant import INT4_GROUP_SIZE, Int4GroupEmbedding, Int8RowEmbedding, replace_embeddings
 from pocketbert.export.registry import load_artifact
-from pocketbert.export.task import validation_inputs
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
+from pocketbert.reference import validation_inputs
 
 
 @pytest.fixture(scope="module")

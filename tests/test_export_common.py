@@ -50,12 +50,29 @@ def test_runner_accepts_batches(onnx_fp32):
 
 def test_onnx_session_settings_are_recorded_for_apps_and_used_by_the_runner(onnx_fp32):
     manifest = read_manifest(onnx_fp32)
-    session = manifest["graph"]["session"]
-    assert session["disabled_optimizers"] == ["SkipLayerNormFusion"]
-    assert session["config_entries"] == {"session.set_denormal_as_zero": "1"}
-    assert set(session["why"]) == {"disabled_optimizers", "session.set_denormal_as_zero", "how"}
+    settings = manifest["runtime_settings"]
+    assert settings["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert settings["config_entries"] == {"session.set_denormal_as_zero": "1", "session.intra_op.allow_spinning": "0"}
+    assert set(settings["why"]) == {"disabled_optimizers", *settings["config_entries"]}
     runner = get_format("onnx").load(onnx_fp32 / manifest["artifact"], manifest, threads=1)
-    assert runner.info["config_entries"] == session["config_entries"]
+    assert runner.info["config_entries"] == settings["config_entries"]
+    assert runner.info["disabled_optimizers"] == settings["disabled_optimizers"] and runner.info["threads"] == 1
+
+
+def test_runners_apply_the_settings_the_manifest_records(onnx_fp32, tmp_path):
+    """The manifest is the contract: a runner applies what it says, not what the exporter would write today."""
+    import shutil
+
+    from pocketbert.manifest import write_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(onnx_fp32, copy)
+    manifest = read_manifest(copy)
+    manifest["runtime_settings"] = {"config_entries": {"session.intra_op.allow_spinning": "1"}, "disabled_optimizers": []}
+    write_manifest(copy, manifest)
+    runner = get_format("onnx").load(copy / manifest["artifact"], read_manifest(copy), threads=1)
+    assert runner.info["config_entries"] == {"session.intra_op.allow_spinning": "1"}
+    assert runner.info["disabled_optimizers"] == []
 
 
 def test_onnx_int8_reports_agreement(tiny_bert_qa, tmp_path):

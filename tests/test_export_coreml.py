@@ -107,8 +107,8 @@ def test_on_macos_the_evaluator_matches_core_ml(exports):
     import coremltools as ct
 
     from pocketbert.export.coreml_mil import load_program
-    from pocketbert.export.task import validation_inputs
     from pocketbert.modeling import load_tokenizer
+    from pocketbert.reference import validation_inputs
 
     for precision in ("fp32", "fp16"):
         out, manifest = exports(precision)

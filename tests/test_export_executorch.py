@@ -12,10 +12,10 @@ from pocketbert.cli import main  # noqa: E402
 from pocketbert.errors import PocketbertError  # noqa: E402
 from pocketbert.export.api import export_model  # noqa: E402
 from pocketbert.export.formats.executorch import ExecuTorchExporter  # noqa: E402
-from pocketbert.export.task import (VALIDATION_EXAMPLES, exportable_qa, torch_reference,  # noqa: E402
-                                    validation_inputs)
+from pocketbert.export.task import exportable_qa  # noqa: E402
 from pocketbert.manifest import read_manifest  # noqa: E402
 from pocketbert.modeling import load_qa_model  # noqa: E402
+from pocketbert.reference import VALIDATION_EXAMPLES, torch_reference, validation_inputs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pocketbert.cli import main
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model
 from pocketbert.export.registry import get_format
-from pocketbert.export.task import validation_inputs
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
+from pocketbert.reference import validation_inputs
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
@@ -105,8 +105,9 @@ def test_manifest_records_graph_facts(distilbert_exports):
 
 
 def test_runner_feeds_int64_batches_and_matches_validation(distilbert_exports, tiny_distilbert_qa):
-    from pocketbert.export.task import exportable_qa, torch_reference
+    from pocketbert.export.task import exportable_qa
     from pocketbert.modeling import load_qa_model
+    from pocketbert.reference import torch_reference
 
     runner, _ = load_runner(distilbert_exports["fp32"])
     assert runner.lengths == LENGTHS and runner.input_names == ("input_ids", "attention_mask", "token_type_ids")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pocketbert.bench.onnx_int8_settings import compare_int8_settings
+from pocketbert.bench.studies.onnx_int8_settings import compare_int8_settings
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model
 
@@ -17,9 +17,9 @@ SQUAD = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
 
 
 @pytest.fixture(scope="module")
-def onnx_fp32(tiny_distilbert_qa, tmp_path_factory):
+def onnx_fp32(tiny_distilbert_qa, tmp_path_factory, export_once):
     out = tmp_path_factory.mktemp("settings") / "onnx-fp32"
-    export_model(str(tiny_distilbert_qa), "onnx", out, seq_lens=(32,))
+    export_once(str(tiny_distilbert_qa), "onnx", out, seq_lens=(32,))
     return out
 
 
@@ -33,7 +33,7 @@ def test_every_setting_is_quantized_timed_and_scored(onnx_fp32, tmp_path):
     assert rows["fp32"]["start"] == rows["fp32"]["end"] == 1.0 and results["windows"] == 2
     assert all(r["ms"] > 0 and r["mb"] < rows["fp32"]["mb"] for name, r in rows.items() if name != "fp32")
     assert results["machine"]["cpu"]
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "report.md", "settings.png"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"onnx_int8_settings.json", "report.md", "settings.png"}
     assert "| dynamic s8 per-channel | pocketbert --precision int8 |" in (tmp_path / "out" / "report.md").read_text()
 
 

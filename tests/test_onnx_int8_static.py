@@ -6,16 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 from pocketbert.cli import main
 from pocketbert.export.api import export_model
 from pocketbert.export.calibration import CALIBRATION_QUESTIONS, GENERATED_SOURCE
 from pocketbert.export.registry import load_artifact
-from pocketbert.export.task import validation_inputs
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
+from pocketbert.reference import validation_inputs
 
-from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 @pytest.fixture(scope="module")
 def onnx_int8_static(tiny_distilbert_qa, tmp_path_factory):

@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from pocketbert.bench.op_profile import MATRIX_OP, profile_models
+from pocketbert.bench.studies.op_profile import MATRIX_OP, profile_models
 from pocketbert.cli import main
-from pocketbert.export.api import export_model
 
 LENGTH = 32
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_distilbert_qa, tmp_path_factory):
+def artifacts(tiny_distilbert_qa, tmp_path_factory, export_once):
     root = tmp_path_factory.mktemp("op-profile")
     made = {}
     # ExecuTorch over a range of lengths: profiled at a length between its ends, which it was not exported at.
@@ -23,7 +22,7 @@ def artifacts(tiny_distilbert_qa, tmp_path_factory):
                                                   ("executorch-fp32", "executorch", "fp32", (16, 48)),
                                                   ("tflite-fp32", "tflite", "fp32", (LENGTH,))):
         made[name] = root / name
-        export_model(str(tiny_distilbert_qa), format_name, made[name], precision=precision, seq_lens=lengths)
+        export_once(str(tiny_distilbert_qa), format_name, made[name], precision=precision, seq_lens=lengths)
     return made
 
 
@@ -43,8 +42,8 @@ def test_each_runtime_profile_is_split_into_matrix_multiplies_and_other_ops(arti
         assert row["matrix_ms"] + row["other_ms"] <= 1.1 * row["wall_ms"]  # op times are parts of the call
         assert row["matrix_ms"] + row["other_ms"] == pytest.approx(sum(row["ops_ms"].values()))
     assert not any(MATRIX_OP.search(op) for op in ("Softmax", "Add (ND)", "aten::gelu", "LayerNormalization"))
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "op_profile.png"}
-    assert json.loads((out / "results.json").read_text())["seq_len"] == LENGTH
+    assert {p.name for p in out.iterdir()} == {"op_profile.json", "report.md", "op_profile.png"}
+    assert json.loads((out / "op_profile.json").read_text())["seq_len"] == LENGTH
     report = (out / "report.md").read_text()
     assert "| tflite-fp32 | litert | fp32 | not profiled:" in report and "## onnx-int8 (onnxruntime, int8)" in report
 

@@ -8,9 +8,11 @@ import torch
 
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model, validation_failure
-from pocketbert.export.base import MIN_CONFIDENT_ROWS, Runner, confident_answer_agreement
-from pocketbert.export.task import QAModule, torch_reference
+from pocketbert.export.base import Runner, confident_answer_agreement
+from pocketbert.export.task import QAModule
 from pocketbert.modeling import load_qa_model
+from pocketbert.reference import torch_reference
+from pocketbert.rules import MIN_CONFIDENT_POSITIONS
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def runner_of(module, transform):
 def test_an_artifact_answering_like_the_original_passes(confident_model):
     module, tokenizer = confident_model
     check = confident_answer_agreement(runner_of(module, lambda x: x + 0.01), module, module.input_names, tokenizer, 64)
-    assert check["confident_positions"] >= MIN_CONFIDENT_ROWS and check["agreement"] == 1.0 and check["passed"]
+    assert check["confident_positions"] >= MIN_CONFIDENT_POSITIONS and check["agreement"] == 1.0 and check["passed"]
     assert check["source"].startswith("generated: the dev split") and check["windows"] == 8
 
 
@@ -47,7 +49,7 @@ def test_an_artifact_answering_elsewhere_fails_in_one_line(confident_model):
 def test_a_random_weight_model_gets_no_verdict_and_exports(tiny_distilbert_qa, tmp_path):
     manifest = export_model(str(tiny_distilbert_qa), "onnx", tmp_path / "int8", precision="int8", seq_lens=(32,))
     answers = manifest["validation"]["confident_answers"]
-    assert answers["confident_positions"] < MIN_CONFIDENT_ROWS and answers["passed"] is None
+    assert answers["confident_positions"] < MIN_CONFIDENT_POSITIONS and answers["passed"] is None
     assert manifest["validation"]["passed"] is None
 
 

@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 from pocketbert.cli import main
 from pocketbert.export.api import export_model
 from pocketbert.export.calibration import CALIBRATION_QUESTIONS, GENERATED_SOURCE
 from pocketbert.manifest import read_manifest
-from conftest import OWN_CALIBRATION, export_with_own_calibration
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")

@@ -21,6 +21,7 @@ import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from pocketbert.export.coreml_mil.ops import OPS, OpError
 EVALUATOR_RUNTIME = "reference evaluator (numpy), not Core ML"
 WEIGHTS_DIR = Path("Data", "com.apple.CoreML", "weights")
 # MIL dtype name -> numpy dtype of the values the evaluator holds (float tensors are held as float32).
-STORAGE = {"fp16": np.float32, "fp32": np.float32, "fp64": np.float64, "bool": np.bool_, "int8": np.int8,
+STORAGE: dict[str, type[np.generic]] = {"fp16": np.float32, "fp32": np.float32, "fp64": np.float64, "bool": np.bool_, "int8": np.int8,
            "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32,
            "int64": np.int64, "int4": np.int8, "uint1": np.uint8, "uint2": np.uint8, "uint3": np.uint8,
            "uint4": np.uint8, "uint6": np.uint8}
@@ -58,7 +59,7 @@ class Step:
 
     name: str
     type: str
-    function: object
+    function: Callable[..., Any]
     inputs: dict  # MIL input name -> variable name, or a tuple of names (variadic inputs such as concat's)
     outputs: list[tuple[str, str]]  # (variable name, MIL dtype name)
     passes_dtype: bool
@@ -72,7 +73,7 @@ class MILProgram:
     path: Path
     inputs: dict[str, tuple[str, tuple]]  # input name -> (MIL dtype, declared shape with symbols as None)
     outputs: list[str]
-    constants: dict[str, np.ndarray]
+    constants: dict[str, np.ndarray | str]  # str: a string constant (a mode or padding name)
     infinite_constants: dict[str, str]  # constants holding +-inf on purpose (mask sentinels) -> where from
     steps: list[Step]
     opset: str
@@ -102,7 +103,7 @@ class MILProgram:
             values[name] = convert(array, dtype, f"input '{name}'")
         for step in self.steps:
             run_step(step, values, infinite)
-        return {name: values[name] for name in self.outputs}
+        return {name: np.asarray(values[name]) for name in self.outputs}  # outputs are arrays, never string constants
 
 
 def convert(value, dtype: str, what: str) -> np.ndarray:
@@ -111,10 +112,10 @@ def convert(value, dtype: str, what: str) -> np.ndarray:
     if dtype in ROUNDING:
         with np.errstate(over="ignore", invalid="ignore"):
             return value.astype(np.float32).astype(ROUNDING[dtype]).astype(np.float32)
-    storage = STORAGE.get(dtype)
-    if storage is None:
+    stored_as = STORAGE.get(dtype)
+    if stored_as is None:
         raise UnsupportedProgram(f"{what} has MIL dtype {dtype}, which the evaluator does not hold")
-    storage = np.dtype(storage)
+    storage = np.dtype(stored_as)
     if storage.kind in "iu" and value.dtype.kind in "iuf" and value.size:
         low, high = np.iinfo(storage).min, np.iinfo(storage).max
         if value.min() < low or value.max() > high:
@@ -167,9 +168,9 @@ def check_finite(held: np.ndarray, computed: np.ndarray, dtype: str, where: str,
     kinds = [k for k, present in (("NaN", nan.any()), ("+inf", np.isposinf(held).any()),
                                   ("-inf", np.isneginf(held).any())) if present]
     share = f"{int(bad.sum())} of {held.size} values"
-    computed = computed.astype(np.float64) if computed.dtype.kind == "f" else None
-    if dtype in ROUNDING and computed is not None and np.isfinite(computed[bad]).all():
-        largest = float(np.abs(computed[bad]).max())
+    exact = computed.astype(np.float64) if computed.dtype.kind == "f" else None
+    if dtype in ROUNDING and exact is not None and np.isfinite(exact[bad]).all():
+        largest = float(np.abs(exact[bad]).max())
         limit = float(np.finfo(ROUNDING[dtype]).max)
         raise NonFiniteValue(
             f"Core ML reference evaluator: {where} overflows {dtype}: it computes values up to {largest:.4g}, "
@@ -180,7 +181,7 @@ def check_finite(held: np.ndarray, computed: np.ndarray, dtype: str, where: str,
 
 
 def dtype_name(var) -> str:
-    from coremltools.converters.mil.mil import types
+    from coremltools.converters.mil.mil import types  # lazy: coremltools takes seconds to import; only loaded programs need it
 
     return types.builtin_to_string(var.dtype)
 
@@ -207,7 +208,7 @@ def load_program(path: str | Path) -> MILProgram:
     weight) ops are evaluated here, once, and checked for inf/NaN like every other value.
     """
     ct = require_module("coremltools", "coremltools")
-    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto  # lazy: coremltools, as above
 
     path = Path(path)
     started = time.perf_counter()
@@ -240,7 +241,7 @@ def prepare(function, path: Path, opset: str, started: float) -> MILProgram:
 
     inputs = {name: (dtype_name(var), tuple(d if isinstance(d, (int, np.integer)) else None for d in var.shape))
               for name, var in function.inputs.items()}
-    constants: dict[str, np.ndarray] = {}
+    constants: dict[str, np.ndarray | str] = {}
     infinite: dict[str, str] = {}
     steps: list[Step] = []
     total = len(operations)

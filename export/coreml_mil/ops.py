@@ -78,7 +78,7 @@ def pow_(x, y):
         return np.power(f32(x), f32(y)) if _floatish(x, y) else np.power(x, y)
 
 
-ELEMENTWISE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum,
+ELEMENTWISE: dict[str, Callable] = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum,
                "minimum": np.minimum,
                "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
                "greater": np.greater, "greater_equal": np.greater_equal,
@@ -92,7 +92,7 @@ def logical_not(x):
     return np.logical_not(x)
 
 
-UNARY = {"abs": np.abs, "ceil": np.ceil, "floor": np.floor, "sign": np.sign, "square": np.square,
+UNARY: dict[str, Callable] = {"abs": np.abs, "ceil": np.ceil, "floor": np.floor, "sign": np.sign, "square": np.square,
          "exp": np.exp, "exp2": np.exp2, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
          "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
          "cosh": np.cosh, "atanh": np.arctanh}
@@ -113,7 +113,7 @@ def round_(x):
 
 @op("erf")
 def erf(x):
-    from scipy.special import erf as scipy_erf
+    from scipy.special import erf as scipy_erf  # lazy: scipy adds ~0.4 s and only the erf op (GELU) needs it
 
     return scipy_erf(f32(x)).astype(np.float32)
 
@@ -214,8 +214,9 @@ def _reduce(fn):
     return reduce
 
 
-for _name, _fn in {"reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min,
-                   "reduce_prod": np.prod}.items():
+REDUCERS: dict[str, Callable] = {"reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min,
+                                 "reduce_prod": np.prod}
+for _name, _fn in REDUCERS.items():
     op(_name)(_reduce(_fn))
 
 
@@ -422,8 +423,8 @@ def _unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
     bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")
     if bits.size < count * nbits:
         raise OpError(f"{bits.size} packed bits hold fewer than {count} values of {nbits} bits")
-    bits = bits[:count * nbits].reshape(count, nbits).astype(np.uint32)
-    return (bits << np.arange(nbits, dtype=np.uint32)).sum(axis=1)
+    rows = bits[:count * nbits].reshape(count, nbits).astype(np.uint32)  # one value's bits per row
+    return (rows << np.arange(nbits, dtype=np.uint32)).sum(axis=1)
 
 
 def constexpr_affine_dequantize(quantized_data, zero_point, scale, axis):

@@ -10,13 +10,21 @@ from __future__ import annotations
 import importlib.metadata
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from pocketbert.errors import PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME, load_program
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import OUTPUT_NAMES, QAModule
+from pocketbert.export.task import QAModule
+from pocketbert.modeling import encoder_of, load_tokenizer, tokenizer_contract
+from pocketbert.rules import OUTPUT_NAMES
+
+if TYPE_CHECKING:  # annotations only: coremltools itself is imported lazily
+    from coremltools.models import MLModel
 
 DEFAULT_DEPLOYMENT_TARGET = "iOS17"
 # Compressed weights (constexpr ops) need iOS16 / macOS13; phones and Macs are what we ship to.
@@ -106,11 +114,11 @@ INPUT_AXIS_KNOWN = {"linear", "matmul", "conv", "conv_transpose", "gather"}
 MANIFEST_ONLY = ("method", "bits", "blocks")  # facts for the manifest, not coremltools settings
 
 
-def compress_weights(mlmodel, precision: str) -> tuple[object, dict]:
+def compress_weights(mlmodel: MLModel, precision: str) -> tuple[MLModel, dict]:
     """(compressed model, facts for the manifest) for a compressed precision; (mlmodel, {}) otherwise."""
     if precision not in WEIGHT_COMPRESSION:
         return mlmodel, {}
-    from coremltools.optimize import coreml as cto
+    from coremltools.optimize import coreml as cto  # lazy: coremltools takes seconds to import; only Core ML exports need it
 
     settings = {k: v for k, v in WEIGHT_COMPRESSION[precision].items() if k not in MANIFEST_ONLY}
     method = WEIGHT_COMPRESSION[precision]["method"]
@@ -118,7 +126,7 @@ def compress_weights(mlmodel, precision: str) -> tuple[object, dict]:
     # get_weights_metadata also lists weights of exactly `threshold` values, which the compression passes skip.
     eligible = {name: weight for name, weight in cto.get_weights_metadata(mlmodel, weight_threshold=threshold).items()
                 if weight.val.size > threshold}
-    facts = {"weights_above_threshold": len(eligible)}
+    facts: dict[str, object] = {"weights_above_threshold": len(eligible)}
     if method == "palettize_weights":
         config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(**settings))
         return cto.palettize_weights(mlmodel, config), facts
@@ -138,8 +146,6 @@ def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Pa
     """What Xcode's model page and `MLModel.modelDescription` show: the task, every input and output, and the
     tokenizer contract a Swift app must reproduce. The tokenizer files are already in `folder` (the export
     writes them first); the vocabulary ships beside the package, not inside it."""
-    from pocketbert.modeling import encoder_of, load_tokenizer, tokenizer_contract
-
     version = importlib.metadata.version("pocketbert")
     config = module.model.config
     architecture = encoder_of(config).display_name
@@ -214,8 +220,6 @@ class CoreMLExporter(Exporter):
     input_dtype = "int32"
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
-        import torch
-
         ct = require_module("coremltools", "coremltools")
         target, target_reason = resolve_deployment_target(ct, options, len(module.input_names))
         length = max(options.seq_lens)
@@ -280,7 +284,7 @@ class CoreMLExporter(Exporter):
         lengths = None if sequence["dynamic"] else tuple(sequence["lengths"])
         why = self.why_not_runnable_here()
         predict, info = (None, None) if why else core_ml_predictor(path, manifest)
-        if predict is None:
+        if predict is None or info is None:  # core_ml_predictor returns both or neither
             predict, info = reference_predictor(path, why or "Core ML could not load the model in this Python")
         return Runner(predict, names, batch_one=True, lengths=lengths, info={**info, "spec": checked})
 
@@ -305,8 +309,6 @@ def core_ml_predictor(path: Path, manifest: dict):
 
 def reference_predictor(path: Path, why: str):
     """(predict, info) running the saved ML Program op by op with numpy (export/coreml_mil)."""
-    from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME, load_program
-
     program = load_program(path)
 
     def predict(feed: dict[str, np.ndarray]):
@@ -325,7 +327,7 @@ def check_spec(path: Path, manifest: dict) -> dict:
     take the inputs its manifest promises.
     """
     ct = require_module("coremltools", "coremltools")
-    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType  # lazy: coremltools, as above (require_module's error first)
 
     spec = ct.utils.load_spec(str(path))
     problems = []
@@ -371,5 +373,5 @@ def input_shapes(array, sequence: dict) -> tuple[str, str | None]:
         return found, None if shapes == expected else f"declares {found}, the manifest says {sequence}"
     shape = tuple(array.shape)
     found = f"fixed {list(shape)}"
-    expected = None if sequence["dynamic"] or len(sequence["lengths"]) != 1 else (1, sequence["lengths"][0])
-    return found, None if shape == expected else f"declares {found}, the manifest says {sequence}"
+    expected_shape = None if sequence["dynamic"] or len(sequence["lengths"]) != 1 else (1, sequence["lengths"][0])
+    return found, None if shape == expected_shape else f"declares {found}, the manifest says {sequence}"

@@ -27,10 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.passes.infra.pass_base import PassResult
 from torch.nn import functional as F
 
 from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.coreml_mil.executorch_payload import delegate_predictor
+from pocketbert.export.formats.executorch_quant import quantize_weights
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import QAModule
 
@@ -71,8 +74,6 @@ class ExecuTorchExporter(Exporter):
         if backend == "xnnpack":
             program_module, facts["rewrites"] = xnnpack_friendly_copy(module)
             if options.precision in ("int8", "int4"):
-                from pocketbert.export.formats.executorch_quant import quantize_weights
-
                 facts["quantization"] = quantize_weights(program_module, options.precision)
             partitioners, passes = [xnnpack_partitioner()], [delegable_reshapes]
         else:
@@ -112,10 +113,8 @@ class ExecuTorchExporter(Exporter):
         if manifest.get("backend") == "coreml" and not runtime.backend_registry.is_available("CoreMLBackend"):
             # The Core ML delegate runs only in ExecuTorch builds for iOS/macOS; its payload is an ML Program,
             # which the Core ML reference evaluator runs instead (NotRunnableHere where it cannot).
-            from pocketbert.export.coreml_mil.executorch_payload import delegate_predictor
-
-            predict, info = delegate_predictor(Path(path), manifest)
-            return Runner(predict, names, batch_one=True, lengths=lengths, info=info)
+            delegate, info = delegate_predictor(Path(path), manifest)
+            return Runner(delegate, names, batch_one=True, lengths=lengths, info=info)
         set_threads(threads)
         method = runtime.load_program(Path(path)).load_method("forward")
 
@@ -147,7 +146,8 @@ class ExecuTorchExporter(Exporter):
             with warnings.catch_warnings():  # no debug buffer was asked for: no tensor values, only times
                 warnings.simplefilter("ignore")
                 inspector = inspector_module.Inspector(etdump_path=str(trace))
-        ops, wall = Counter(), 0.0
+        ops: Counter[str] = Counter()
+        wall = 0.0
         for block in inspector.event_blocks:
             for event in block.events:
                 if block.name != "Execute" or event.perf_data is None:
@@ -178,7 +178,7 @@ def etdump_op_type(name: str) -> str:
 def set_threads(threads: int | None) -> None:
     if threads:
         # The XNNPACK threadpool is process-wide in the pybindings; there is no per-program setting.
-        from executorch.extension.pybindings import portable_lib
+        from executorch.extension.pybindings import portable_lib  # lazy: optional runtime; importing it loads the native library
 
         portable_lib._unsafe_reset_threadpool(threads)
 
@@ -215,7 +215,7 @@ def normalizes_a_constant(parent: nn.Module, name: str) -> bool:
 
 
 def register_batch_one_attention() -> None:
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     AttentionInterface.register(BATCH_ONE_ATTENTION, batch_one_attention)
 
@@ -227,7 +227,7 @@ def batch_one_attention(module, query, key, value, attention_mask, scaling=None,
     rejects; with batch 1 every reshape here has a single unknown dimension. Other batch sizes use
     the eager implementation.
     """
-    from transformers.models.bert.modeling_bert import eager_attention_forward
+    from transformers.models.bert.modeling_bert import eager_attention_forward  # lazy: transformers, as above
 
     batch, heads, _, head_dim = query.shape
     if batch != 1 or module.training:
@@ -265,8 +265,6 @@ class DelegableLayerNorm(nn.Module):
 
 def delegable_reshapes(graph_module):
     """Edge pass: one inferred (-1) dim per symbolic reshape, identity expands removed (XNNPACK takes both)."""
-    from torch.fx.passes.infra.pass_base import PassResult
-
     changed = False
     for node in list(graph_module.graph.nodes):
         if node.op != "call_function":
@@ -308,15 +306,15 @@ def op_name(node) -> str:
 
 
 def xnnpack_partitioner():
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # lazy: optional converter, only ExecuTorch exports
 
     return XnnpackPartitioner()
 
 
 def coreml_partitioner(options: ExportOptions):
     coremltools = require_module("coremltools", "coremltools")
-    from executorch.backends.apple.coreml.compiler import CoreMLBackend
-    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend  # lazy: optional converter (with coremltools)
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner  # lazy: as above
 
     target_name = options.deployment_target or DEFAULT_DEPLOYMENT_TARGET
     target = getattr(coremltools.target, target_name, None)

@@ -29,6 +29,9 @@ class Int8RowEmbedding(nn.Module):
     runs on every ExecuTorch build and dequantizes only the rows a sequence uses.
     """
 
+    rows: torch.Tensor  # buffers, registered in __init__
+    row_scales: torch.Tensor
+
     def __init__(self, embedding: nn.Embedding):
         super().__init__()
         weight = embedding.weight.detach().float()
@@ -54,6 +57,9 @@ class Int4GroupEmbedding(nn.Module):
     with float floor/multiply/subtract, which XNNPACK runs, because the runtime has no kernel for torchao's
     4-bit dequantize op.
     """
+
+    packed: torch.Tensor  # buffers, registered in __init__
+    group_scales: torch.Tensor
 
     def __init__(self, embedding: nn.Embedding):
         super().__init__()
@@ -113,7 +119,8 @@ def quantize_weights(module: nn.Module, precision: str) -> dict:
 
     def config(bits: int):
         return quantization.Int8DynamicActivationIntxWeightConfig(
-            weight_dtype=torch.int4 if bits == 4 else torch.int8,
+            # torch.int4 exists at runtime; torch's _C stubs omit the sub-byte int dtypes
+            weight_dtype=torch.int4 if bits == 4 else torch.int8,  # type: ignore[attr-defined]
             weight_granularity=granularity.PerGroup(INT4_GROUP_SIZE) if bits == 4 else granularity.PerAxis(0))
 
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]

@@ -12,12 +12,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pocketbert.errors import require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import OUTPUT_NAMES, QAModule
-from pocketbert.modeling import max_sequence_length
+from pocketbert.export.task import QAModule
+from pocketbert.modeling import load_tokenizer, max_sequence_length
+from pocketbert.rules import OUTPUT_NAMES
+from pocketbert.sessions import applied, onnx_session, settings_of
 
 OPSET = 20
 MIN_LENGTH = 2  # torch.export's smallest symbolic size
@@ -34,15 +38,29 @@ TRANSFORMERS_JS_DTYPES = {"fp32": "fp32", "int8": "q8", "int8-static": "int8", "
 INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 CALIBRATION_STRIDE = 8  # int8-static, a16w8: at most this many calibration windows run before their ranges are folded in
-# ONNX Runtime's graph optimisations our runner turns off. SkipLayerNormFusion merges each residual Add into the
-# LayerNormalization after it; its CPU kernel made the demo's student 5-10% slower at seq 384 on an AVX2 CPU (a trial,
-# 2026-12-01). Recorded in the manifest for apps to copy.
-DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
-# Session settings our runner sets and the manifest records for apps. The masked (-10000) attention scores make
-# ONNX Runtime's Softmax and exp compute in subnormal floats, 10-18x slower than on normal ones: a padded window ran
-# 1.3-1.7x slower than a full one (the demo's student and DistilBERT, int8 and fp32, a 2-core AVX-512 Xeon, 2026-12-01).
-# Flushing subnormals to zero makes both run alike and changes no logit (they are below 1.2e-38).
-SESSION_CONFIG = {"session.set_denormal_as_zero": "1"}
+# How pocketbert runs ONNX files, recorded in each manifest's "runtime_settings" for apps to copy and applied by every
+# runner through pocketbert/sessions.py. Measured reasons:
+# - SkipLayerNormFusion merges each residual Add into the LayerNormalization after it; its CPU kernel made the demo's
+#   student 5-10% slower at seq 384 on an AVX2 CPU (a trial, 2026-12-01).
+# - The masked (-10000) attention scores make ONNX Runtime's Softmax and exp compute in subnormal floats, 10-18x
+#   slower than on normal ones: a padded window ran 1.3-1.7x slower than a full one (the demo's student and
+#   DistilBERT, int8 and fp32, a 2-core AVX-512 Xeon, 2026-12-01). Flushing subnormals to zero makes both run alike
+#   and changes no logit (they are below 1.2e-38).
+# - Idle worker threads otherwise spin after each call and steal the cores from whatever runs next (benchmarks
+#   interleave models on the same cores; on a phone, spinning burns battery).
+RUNTIME_SETTINGS = {
+    "runtime": "onnxruntime",
+    "config_entries": {"session.set_denormal_as_zero": "1", "session.intra_op.allow_spinning": "0"},
+    "disabled_optimizers": ["SkipLayerNormFusion"],
+    "why": {"disabled_optimizers": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than the Add and "
+                                   "LayerNormalization it replaces (5-10% of the model on an AVX2 CPU)",
+            "session.set_denormal_as_zero": "padded windows otherwise run 1.3-1.7x slower: the masked attention scores "
+                                            "turn into subnormal floats in Softmax; ONNX Runtime also sets it on the "
+                                            "thread that creates the session",
+            "session.intra_op.allow_spinning": "idle threads spinning between calls slow whatever runs next"},
+    "how": "pass disabled_optimizers to onnxruntime.InferenceSession and each config entry to "
+           "SessionOptions.add_session_config_entry",
+}
 
 
 @register_format
@@ -53,6 +71,7 @@ class OnnxExporter(Exporter):
     precisions = ("fp32", "int8", "int8-static", "a16w8", "int4")
     calibrated_precisions = ("int8-static", "a16w8")
     batch_dynamic = True
+    runtime_settings = RUNTIME_SETTINGS
 
     def artifact_name(self, options: ExportOptions) -> str:
         return ARTIFACT_NAMES[options.precision]
@@ -73,8 +92,6 @@ class OnnxExporter(Exporter):
                 "sequence": {"kind": "range", "min": MIN_LENGTH, "max": max_sequence_length(module.model.config)}}
 
     def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
-        import torch
-
         require_module("onnxscript", "onnxscript")
         length = max(options.seq_lens)
         sample = tuple(torch.ones(2, length, dtype=torch.long) for _ in module.input_names)
@@ -86,6 +103,7 @@ class OnnxExporter(Exporter):
             output_names=list(OUTPUT_NAMES), dynamic_shapes={n: {0: batch, 1: seq} for n in module.input_names},
             external_data=False, verbose=False,
         )
+        assert program is not None  # dynamo=True always returns the ONNXProgram (None is the legacy exporter's)
         program.save(str(fp32_path))
         facts = {}
         if options.precision == "int8":
@@ -93,9 +111,6 @@ class OnnxExporter(Exporter):
         elif options.precision == "int4":
             facts["quantization"] = quantize_4bit(fp32_path, path)
         elif options.precision in self.calibrated_precisions:
-            from pocketbert.export.calibration import calibration_windows
-            from pocketbert.modeling import load_tokenizer
-
             # The export writes the tokenizer into the folder (two levels above onnx/model_int8.onnx) first.
             tokenizer = load_tokenizer(path.parents[1])
             calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
@@ -109,41 +124,31 @@ class OnnxExporter(Exporter):
         ops = sorted({node.op_type for node in graph.node})
         # Static quantization may raise the exported opset (a16w8: 21).
         opset = next(entry.version for entry in saved.opset_import if entry.domain in ("", "ai.onnx"))
-        return {"opset": opset, "nodes": len(graph.node), "op_types": ops,
-                "session": {
-                    "disabled_optimizers": list(DISABLED_OPTIMIZERS), "config_entries": SESSION_CONFIG,
-                    "why": {"disabled_optimizers": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than "
-                                                   "the Add and LayerNormalization it replaces (5-10% of the model on "
-                                                   "an AVX2 CPU)",
-                            "session.set_denormal_as_zero": "padded windows otherwise run 1.3-1.7x slower: the masked "
-                                                            "attention scores turn into subnormal floats in Softmax; "
-                                                            "ONNX Runtime also sets it on the thread that creates the "
-                                                            "session",
-                            "how": "pass disabled_optimizers to onnxruntime.InferenceSession and each config entry to "
-                                   "SessionOptions.add_session_config_entry"}}, **facts}
+        return {"opset": opset, "nodes": len(graph.node), "op_types": ops, **facts}
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
-        session = cpu_session(path, threads)
+        settings = settings_of(manifest)
+        session = cpu_session(path, threads, settings=settings)
         names = tuple(i["name"] for i in manifest["inputs"])
 
         def predict(feed: dict[str, np.ndarray]):
             start, end = session.run(list(OUTPUT_NAMES), feed)
             return start, end
 
-        return Runner(predict, names, batch_one=False, info={"providers": session.get_providers(),
-                                                             "disabled_optimizers": list(DISABLED_OPTIMIZERS),
-                                                             "config_entries": SESSION_CONFIG})
+        return Runner(predict, names, batch_one=False,
+                      info={"providers": session.get_providers(), **applied(settings, threads)})
 
     def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
                     threads: int | None = None) -> dict:
         with tempfile.TemporaryDirectory() as trace_dir:
-            session = cpu_session(path, threads, profile_prefix=str(Path(trace_dir) / "ort"))
+            session = cpu_session(path, threads, profile_prefix=str(Path(trace_dir) / "ort"),
+                                  settings=settings_of(manifest))
             for _ in range(warmup + runs):
                 session.run(list(OUTPUT_NAMES), feed)
             events = json.loads(Path(session.end_profiling()).read_text())
         # Each session.run is one "model_run" event; the node events inside the timed ones are kept.
         calls = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[warmup:]
-        ops = Counter()
+        ops: Counter[str] = Counter()
         for event in events:
             if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
                 if any(start <= event["ts"] <= end for start, end in calls):
@@ -152,24 +157,12 @@ class OnnxExporter(Exporter):
                 "profiler": "onnxruntime SessionOptions.enable_profiling (kernel time per node)"}
 
 
-def cpu_session(path: Path, threads: int | None = None, profile_prefix: str | None = None):
-    """An ONNX Runtime CPU session as pocketbert runs it (the manifest's session settings); with `profile_prefix`,
-    ONNX Runtime's profiler writes its trace there."""
-    ort = require_module("onnxruntime", "onnxruntime")
-    settings = ort.SessionOptions()
-    # Idle worker threads otherwise spin after each call and steal the cores from whatever runs next
-    # (benchmarks interleave models on the same cores).
-    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for key, value in SESSION_CONFIG.items():
-        settings.add_session_config_entry(key, value)
-    if threads:
-        settings.intra_op_num_threads = threads
-        settings.inter_op_num_threads = 1
-    if profile_prefix:
-        settings.enable_profiling = True
-        settings.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+def cpu_session(path: Path, threads: int | None = None, profile_prefix: str | None = None,
+                settings: dict | None = None):
+    """An ONNX Runtime CPU session as pocketbert runs it: `settings` (a manifest's runtime settings; default this
+    format's own) applied by pocketbert/sessions.py, the one place every runner opens ONNX files."""
+    require_module("onnxruntime", "onnxruntime")
+    return onnx_session(path, RUNTIME_SETTINGS if settings is None else settings, threads, profile_prefix)
 
 
 def quantize_dynamic_int8(fp32_path: Path, path: Path) -> None:
@@ -316,7 +309,8 @@ def qdq_op_types(graph) -> tuple[dict, dict]:
     """Op type counts: ops whose every input comes from a DequantizeLinear (integer in: ORT fuses int8 ones into
     int8 kernels, whose output may be float), and all other ops (float, or shape arithmetic on integers)."""
     dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
-    integer_ops, other_ops = Counter(), Counter()
+    integer_ops: Counter[str] = Counter()
+    other_ops: Counter[str] = Counter()
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue

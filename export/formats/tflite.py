@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,10 +23,14 @@ from torch import nn
 
 from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
+from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import MASK_VALUE, OUTPUT_NAMES, QAModule
+from pocketbert.export.task import MASK_VALUE, QAModule
 from pocketbert.export.tflite_metadata import TASK_LIBRARY_SEQ_LEN, add_qa_metadata, metadata_blockers, runtime_blockers
 from pocketbert.fsutil import raise_if_interrupted
+from pocketbert.modeling import load_tokenizer
+from pocketbert.rules import OUTPUT_NAMES
+from pocketbert.sessions import applied, settings_of, tflite_interpreter
 
 # Every signature takes these, in this order: the Task Library feeds ids, mask and segment ids.
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -118,7 +123,9 @@ def _operators(model: bytes):
 
 def operator_inventory(model: bytes) -> tuple[Counter, list[str], dict[str, int]]:
     """(builtin op name -> count over all signatures, sorted custom op names, builtin op name -> highest version)."""
-    histogram, custom, versions = Counter(), set(), {}
+    histogram: Counter[str] = Counter()
+    custom: set[str] = set()
+    versions: dict[str, int] = {}
     for _, _, name, code in _operators(model):
         if name is None:
             custom.add((code.CustomCode() or b"?").decode())
@@ -133,7 +140,7 @@ def operator_dtypes(model: bytes) -> Counter:
     ("FULLY_CONNECTED", ("INT8", "INT8"), ("INT8",)): which ops compute in which types after quantization."""
     schema = require_module("ai_edge_litert.schema_py_generated", "ai-edge-litert")
     type_names = {code: name for name, code in vars(schema.TensorType).items() if not name.startswith("_")}
-    found = Counter()
+    found: Counter[tuple[str, tuple[str, ...], tuple[str, ...]]] = Counter()
     for subgraph, operator, name, _ in _operators(model):
         def types(indices, count):
             return tuple(type_names[subgraph.Tensors(indices(i)).Type()] for i in range(count) if indices(i) >= 0)
@@ -147,7 +154,8 @@ def integer_op_split(dtypes: Counter, activations: str) -> tuple[dict, dict]:
     """Op counts (all signatures) of the ops that take `activations`-typed values in and give them out (INT8 inputs
     are weights, INT32 / INT64 ones indices, shapes and biases), and of all others: float ops, the conversions,
     shape arithmetic, lookups."""
-    integer_ops, other_ops = Counter(), Counter()
+    integer_ops: Counter[str] = Counter()
+    other_ops: Counter[str] = Counter()
     for (name, inputs, outputs), count in dtypes.items():
         integer = (activations in inputs and set(inputs) <= {activations, "INT8", "INT32", "INT64"}
                    and set(outputs) == {activations})
@@ -158,7 +166,7 @@ def integer_op_split(dtypes: Counter, activations: str) -> tuple[dict, dict]:
 def float_compute_ops(dtypes: Counter) -> dict:
     """Op counts (all signatures) of the ops that compute in float (a float input and output), the conversions
     between float and integer excluded: what a full-integer accelerator would have to hand back to the CPU."""
-    found = Counter()
+    found: Counter[str] = Counter()
     for (name, inputs, outputs), count in dtypes.items():
         if name not in ("QUANTIZE", "DEQUANTIZE") and "FLOAT32" in inputs and "FLOAT32" in outputs:
             found[name] += count
@@ -194,7 +202,8 @@ def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
     The range reaches at least SOFTMAX_INPUT_MIN_REACH below zero: the interpreter's integer ADD rescales the mask's
     range into its output's by a multiplier that must stay below 1, and aborts the process otherwise (int16: an output
     range under 2 x 10000 / 2^15 ~ 0.61; int8: under ~0.02), as it did for a small random model's tiny scores."""
-    subgraphs = {}
+    # flatbuffer SubGraph and Operator objects of ai-edge-litert's generated schema (imported lazily, so Any)
+    subgraphs: dict[int, tuple[Any, list[tuple[Any, str | None]]]] = {}
     for subgraph, operator, name, _ in _operators(model):
         subgraphs.setdefault(id(subgraph), (subgraph, []))[1].append((operator, name))
     def tensor_name(subgraph, index: int) -> str:
@@ -205,11 +214,12 @@ def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
         producers = {operator.Outputs(0): (operator, name) for operator, name in operators if operator.OutputsLength()}
         for operator, name in operators:
             add, producer = producers.get(operator.Inputs(0), (None, None))
-            if name != "SOFTMAX" or producer != "ADD":
+            if name != "SOFTMAX" or producer != "ADD" or add is None:
                 continue
             masked = tensor_name(subgraph, operator.Inputs(0))
-            summands = [ranges.get(tensor_name(subgraph, add.Inputs(i))) for i in range(add.InputsLength())]
-            if masked not in ranges or not all(summand and "min" in summand for summand in summands):
+            inputs = [ranges.get(tensor_name(subgraph, add.Inputs(i))) for i in range(add.InputsLength())]
+            summands = [summand for summand in inputs if summand and "min" in summand]
+            if masked not in ranges or len(summands) != len(inputs):
                 continue
             # The mask reaches MASK_VALUE (where the calibration windows had padding); the scores do not.
             scores = [summand for summand in summands if float(np.min(summand["min"])) > MASK_VALUE / 2]
@@ -222,9 +232,6 @@ def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
 def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> dict[str, tuple[list, dict]]:
     """Signature name -> (its calibration feeds, one {input: int32 [1, length]} per window; the manifest's record of
     them): real QA windows at each signature's own length, since padding and truncation differ between lengths."""
-    from pocketbert.export.calibration import calibration_windows
-    from pocketbert.modeling import load_tokenizer
-
     tokenizer = load_tokenizer(folder)  # the export writes the tokenizer into the folder first
     sets = {}
     for length in options.seq_lens:
@@ -240,8 +247,10 @@ def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> 
 
 def quantization_facts(precision: str, model: bytes, calibration: dict | None, unmasked: list[str]) -> dict:
     """The manifest's record of what int8-static, a16w8 and int4 quantized, read back from the quantized file."""
-    bits = STATIC_ACTIVATION_BITS.get(QUANTIZATION_RECIPES[precision])
+    recipe = QUANTIZATION_RECIPES[precision]
+    bits = STATIC_ACTIVATION_BITS.get(recipe) if recipe else None
     if bits:
+        assert calibration is not None  # the static recipes are calibrated before they are quantized
         dtypes = operator_dtypes(model)
         integer_ops, other_ops = integer_op_split(dtypes, f"INT{bits}")
         return {
@@ -264,7 +273,7 @@ def quantization_facts(precision: str, model: bytes, calibration: dict | None, u
                                        "at this activation width), between a DEQUANTIZE and a QUANTIZE",
         }
     if precision == "int4":
-        weights = Counter()
+        weights: Counter[str] = Counter()
         for (name, inputs, _), count in operator_dtypes(model).items():
             if name in ("FULLY_CONNECTED", "EMBEDDING_LOOKUP"):
                 weights[f"{name} {'int4' if 'INT4' in inputs else 'float'}"] += count
@@ -382,8 +391,9 @@ class TfliteExporter(Exporter):
         return facts
 
     def load(self, path: Path, manifest: dict, threads: int | None = None) -> Runner:
-        interpreter_module = require_module("ai_edge_litert.interpreter", "ai-edge-litert")
-        interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
+        require_module("ai_edge_litert.interpreter", "ai-edge-litert")
+        settings = settings_of(manifest)
+        interpreter, _ = tflite_interpreter(path, settings, threads)
         names = tuple(i["name"] for i in manifest["inputs"])
         runners = {}
         for signature, io in interpreter.get_signature_list().items():
@@ -404,7 +414,7 @@ class TfliteExporter(Exporter):
             return outputs[OUTPUT_NAMES[0]], outputs[OUTPUT_NAMES[1]]
 
         return Runner(predict, names, batch_one=True, lengths=tuple(sorted(runners)),
-                      info={"signatures": [signature_name(n) for n in sorted(runners)], "threads": threads})
+                      info={"signatures": [signature_name(n) for n in sorted(runners)], **applied(settings, threads)})
 
     def profile_ops(self, path: Path, manifest: dict, feed: dict[str, np.ndarray], warmup: int, runs: int,
                     threads: int | None = None) -> dict:

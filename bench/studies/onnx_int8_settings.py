@@ -20,14 +20,16 @@ from tqdm import tqdm
 
 from pocketbert.bench.measure import interleave
 from pocketbert.errors import PocketbertError, require_module
-from pocketbert.export.calibration import calibration_windows
-from pocketbert.export.formats.onnx import OnnxExporter, quantize_static_int8
-from pocketbert.fsutil import atomic_dir
+from pocketbert.export import calibration_windows, get_format
+from pocketbert.export import quantize_static_int8_onnx as quantize_static_int8
+from pocketbert.fsutil import atomic_dir, check_replaceable
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
 from pocketbert.results import machine_info, trimmed_mean
 
 AGREEMENT_WINDOWS = 96
+SCHEMA = "pocketbert.onnx_int8_settings/1"  # marks its results file, and so the folder, as pocketbert's
+RESULTS_FILE = "onnx_int8_settings.json"  # its own name: the results schema's results.json is bench's and eval's
 AGREEMENT_BATCH = 8
 
 
@@ -63,11 +65,12 @@ def compare_int8_settings(artifact: str | Path, data: str | Path, out: str | Pat
     if not Path(data).is_file():
         raise PocketbertError(f"data file '{data}' does not exist; pass a SQuAD v1.1 JSON file (e.g. the dev.json "
                               "of `pocketbert data make-qa`)")
+    check_replaceable(out, force=True)  # a folder that is not ours fails now, not after quantizing
     quantization = require_module("onnxruntime.quantization", "onnxruntime")
     fp32_file = artifact / manifest["artifact"]
     tokenizer = load_tokenizer(artifact)
     names = tuple(i["name"] for i in manifest["inputs"])
-    exporter = OnnxExporter()
+    exporter = get_format("onnx")
     with tempfile.TemporaryDirectory() as tmp, atomic_dir(out, force=True) as staged:
         files = {"fp32": fp32_file}
         for setting in tqdm(settings(quantization), desc="quantize", unit="setting"):
@@ -84,12 +87,13 @@ def compare_int8_settings(artifact: str | Path, data: str | Path, out: str | Pat
         rows = [{"setting": name, "what": described.get(name, "reference"), "ms": latency[name],
                  "vs_fp32": latency["fp32"] / latency[name], "mb": files[name].stat().st_size / 1e6,
                  **agreement[name]} for name in files]
-        results = {"artifact": str(artifact.resolve()), "data": str(Path(data).resolve()), "seq_len": seq_len,
+        machine = machine_info()
+        results = {"schema": SCHEMA, "artifact": str(artifact.resolve()), "data": str(Path(data).resolve()), "seq_len": seq_len,
                    "runs": runs, "warmup": warmup, "threads": threads, "windows": len(windows["input_ids"]),
-                   "machine": machine_info(), "rows": rows}
-        (staged / "results.json").write_text(json.dumps(results, indent=2))
+                   "machine": machine, "rows": rows}
+        (staged / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         (staged / "report.md").write_text(render(results))
-        plot(rows, staged / "settings.png", results["machine"]["cpu"])
+        plot(rows, staged / "settings.png", machine["cpu"])
     return results
 
 
@@ -130,10 +134,10 @@ def render(results: dict) -> str:
 
 
 def plot(rows: list[dict], path: Path, cpu: str) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:

@@ -1,6 +1,6 @@
 """How fast the Core ML reference evaluator (export/coreml_mil) runs a real-size model: a benchmark, not a test.
 
-    .venv/bin/python bench/coreml_evaluator_speed.py [ARTIFACT_FOLDER] [--seq-len 384] [--runs 3]
+    .venv/bin/python bench/studies/coreml_evaluator_speed.py [ARTIFACT_FOLDER] [--seq-len 384] [--runs 3]
 
 Without a folder it exports the distilbert-base preset (random weights) to Core ML fp16 at one length into
 runs/coreml-evaluator-speed/ (once) and times that. Prints load time and each call's seconds. The figure
@@ -13,10 +13,11 @@ import os
 import time
 from pathlib import Path
 
-from pocketbert.export.api import export_model
-from pocketbert.export.task import validation_inputs
+from pocketbert.export import export_model
+from pocketbert.export import load_coreml_program as load_program
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import load_tokenizer
+from pocketbert.reference import validation_inputs
 
 DEFAULT_FOLDER = Path("runs/coreml-evaluator-speed")
 
@@ -31,8 +32,6 @@ def main() -> None:
     if args.folder is None and not (folder / MANIFEST_NAME).is_file():
         export_model("distilbert-base", "coreml", folder, precision="fp16", seq_lens=(args.seq_len,), force=True)
     manifest = read_manifest(folder)
-
-    from pocketbert.export.coreml_mil import load_program
 
     started = time.perf_counter()
     program = load_program(folder / manifest["artifact"])

@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pocketbert.bench.measure import interleave, measure_peaks
 from pocketbert.errors import PocketbertError, first_line, require_module
-from pocketbert.fsutil import atomic_dir, check_output_path
+from pocketbert.export import ONNX_OPSET as OPSET
+from pocketbert.export import executorch_set_threads as set_threads
+from pocketbert.export import executorch_xnnpack_partitioner as xnnpack_partitioner
+from pocketbert.export import onnx_cpu_session as cpu_session
+from pocketbert.export import quantize_dynamic_int8_onnx as quantize_dynamic_int8
+from pocketbert.export import quantize_weights_executorch as quantize_weights
+from pocketbert.export import tflite_quantization_recipe as quantization_recipe
+from pocketbert.fsutil import atomic_dir, check_replaceable
 from pocketbert.results import latency_stats, machine_info
 
 PRECISIONS = ("fp32", "int8")
@@ -31,6 +41,8 @@ INT8_RELATIVE_ERROR = 0.15
 # Rates come from the fastest call, as torch's peaks are best-of-N: an int8 call is short enough (a few ms) that one
 # which wakes a sleeping worker thread late runs up to twice as long (a single ExecuTorch int8 layer: 2.6-5.1 ms here).
 RATE_STATISTIC = "min"
+SCHEMA = "pocketbert.gemm/1"  # marks its results file, and so the folder, as pocketbert's (fsutil.written_by_pocketbert)
+RESULTS_FILE = "gemm.json"  # its own name: the results schema's results.json is bench's and eval's
 # Each rate is also given against eager PyTorch fp32 in the same interleaved run: the peaks, measured just before, can
 # drift by a third on these shared VMs within minutes, so only rates of one run compare.
 REFERENCE = ("pytorch", "fp32")
@@ -39,21 +51,17 @@ BLOCKS = 2  # feed-forward blocks (two linear layers each) per call
 
 def feed_forward_layers(inner: int, outer: int, blocks: int = BLOCKS, seed: int = 0):
     """`blocks` x (Linear(inner, outer), Linear(outer, inner)) with no activation between: only matrix multiplies."""
-    import torch
-
     torch.manual_seed(seed)
     layers = [layer for _ in range(blocks) for layer in (torch.nn.Linear(inner, outer), torch.nn.Linear(outer, inner))]
     return torch.nn.Sequential(*layers).eval()
 
 
 def onnx_call(layers, precision: str, sample, folder: Path, threads: int):
-    import torch
-
-    from pocketbert.export.formats.onnx import OPSET, cpu_session, quantize_dynamic_int8
-
     fp32_path = folder / "linear.onnx"
-    torch.onnx.export(layers, (sample,), dynamo=True, opset_version=OPSET, input_names=["x"], output_names=["y"],
-                      verbose=False).save(str(fp32_path))
+    program = torch.onnx.export(layers, (sample,), dynamo=True, opset_version=OPSET, input_names=["x"], output_names=["y"],
+                                verbose=False)
+    assert program is not None  # dynamo=True always returns the ONNXProgram (None is the legacy exporter's)
+    program.save(str(fp32_path))
     path = fp32_path
     if precision == "int8":
         path = folder / "linear_int8.onnx"
@@ -63,12 +71,7 @@ def onnx_call(layers, precision: str, sample, folder: Path, threads: int):
 
 
 def executorch_call(layers, precision: str, sample, folder: Path, threads: int):
-    import torch
-
     exir = require_module("executorch.exir", "executorch")
-    from pocketbert.export.formats.executorch import set_threads, xnnpack_partitioner
-    from pocketbert.export.formats.executorch_quant import quantize_weights
-
     if precision == "int8":
         layers = copy.deepcopy(layers)
         quantize_weights(layers, "int8")
@@ -85,7 +88,6 @@ def executorch_call(layers, precision: str, sample, folder: Path, threads: int):
 def litert_call(layers, precision: str, sample, folder: Path, threads: int):
     litert_torch = require_module("litert_torch", "litert-torch")
     interpreter_module = require_module("ai_edge_litert.interpreter", "ai-edge-litert")
-    from pocketbert.export.formats.tflite import quantization_recipe
 
     model = bytes(litert_torch.convert(layers, (sample,)).model_content())
     if precision == "int8":
@@ -101,10 +103,6 @@ def litert_call(layers, precision: str, sample, folder: Path, threads: int):
 
 def pytorch_call(layers, precision: str, sample, folder: Path, threads: int):
     """Eager PyTorch, the reference: fp32 as the checkpoint runs, int8 by torch's own dynamic quantization."""
-    import warnings
-
-    import torch
-
     if precision == "int8":
         with warnings.catch_warnings():  # torch.ao's dynamic quantization is deprecated, and still eager's int8
             warnings.simplefilter("ignore")
@@ -125,18 +123,17 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
     """Each runtime's fp32 and int8 rate on feed-forward layers (`rows` x `inner` -> `outer` -> `inner`, BLOCKS
     times), the calls interleaved, beside this machine's torch GEMM peaks; writes results.json, report.md and gemm.png
     to `out` and returns the results."""
-    import torch
-
     least = {"--rows": (rows, 1), "--inner": (inner, 1), "--outer": (outer, 1), "--threads": (threads, 1),
              "--runs": (runs, 1), "--warmup": (warmup, 0)}
     wrong = [f"{name} {value}" for name, (value, low) in least.items() if value < low]
     if wrong:
         raise PocketbertError(f"{', '.join(wrong)}: sizes, threads and runs must be at least 1, --warmup at least 0")
+    check_memory(rows, inner, outer)
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise PocketbertError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
     runtimes = (REFERENCE[0],) + tuple(r for r in runtimes if r != REFERENCE[0])  # every run has its reference
-    check_output_path(out)  # fails now, not after every runtime has run
+    check_replaceable(out, force=True)  # fails now, not after every runtime has run
     torch.set_num_threads(threads)
     layers = feed_forward_layers(inner, outer)
     sample = torch.randn(1, rows, inner)
@@ -179,14 +176,51 @@ def measure_gemm_rates(out: str | Path, rows: int = 384, inner: int = 768, outer
     for row in rows_out:
         if "rate" in row and reference:
             row["vs_reference"] = row["rate"] / reference
-    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
+    results = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
                "shape": {"rows": rows, "inner": inner, "outer": outer}, "operations": operations, "threads": threads,
                "warmup": warmup, "runs": runs, "statistic": RATE_STATISTIC, "peaks": peaks, "rows": rows_out}
     with atomic_dir(out, force=True) as staged:
-        (staged / "results.json").write_text(json.dumps(results, indent=2))
+        (staged / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         (staged / "report.md").write_text(render(results))
         plot(results, staged / "gemm.png")
     return results
+
+
+# Copies of the fp32 weights alive at once while a runtime exports and runs the layers: torch's, the exported graph's,
+# the quantizer's and the runtime's own (measured at the defaults: the peak RSS is about 4x the weights).
+WEIGHT_COPIES = 4
+
+
+def gemm_memory_bytes(rows: int, inner: int, outer: int) -> int:
+    """Roughly the most memory a gemm run holds: WEIGHT_COPIES copies of the fp32 weights plus the activations."""
+    weights = BLOCKS * 2 * (inner * outer + max(inner, outer)) * 4
+    activations = 4 * rows * (inner + outer) * 4
+    return WEIGHT_COPIES * weights + activations
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be used without swapping), else physical memory, else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(rows: int, inner: int, outer: int, available: int | None = None) -> None:
+    """One line, before any layer is built, when the shapes need more memory than this machine has free (the OOM
+    killer would otherwise end the run after minutes, with no message)."""
+    available = available_memory_bytes() if available is None else available
+    needed = gemm_memory_bytes(rows, inner, outer)
+    if available is not None and needed > available:
+        raise PocketbertError(f"--rows {rows} --inner {inner} --outer {outer} need about {needed / 1e9:,.1f} GB "
+                              f"({WEIGHT_COPIES} copies of {BLOCKS * 2} fp32 weight matrices while exporting), but "
+                              f"this machine has {available / 1e9:,.1f} GB available; pass smaller sizes")
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -228,10 +262,10 @@ def render(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     fig, axes = plt.subplots(1, len(PRECISIONS), figsize=(9, 3))
     for ax, precision in zip(axes, PRECISIONS):

@@ -3,7 +3,7 @@
 # own runtime on the demo's dev questions beside PyTorch (Core ML through the reference evaluator, on the first 25
 # questions), in the demo's 256-token windows, with the accuracy-against-size plot; then times the statically
 # calibrated precisions beside fp32. Run `make demo` first.
-# Usage: bash bench/precision_accuracy.sh [STUDENT] [DEV_JSON] [OUT]
+# Usage: bash bench/studies/precision_accuracy.sh [STUDENT] [DEV_JSON] [OUT]
 #   (defaults runs/demo/student-distilled, runs/demo/data/dev.json, runs/precisions; about 45 minutes on 2 cores)
 set -euo pipefail
 student=${1:-runs/demo/student-distilled}
@@ -17,10 +17,12 @@ export_once() {  # format precision
     --out "$out/$name"
   artifacts+=("$out/$name")
 }
-for precision in fp32 int8 int8-static a16w8 int4; do export_once onnx $precision; done
-for precision in fp32 int8 int4; do export_once executorch $precision; done
-for precision in fp32 int8 int8-static a16w8 int4; do export_once tflite $precision; done
-for precision in fp16 int8 int4 palette4; do export_once coreml $precision; done
+# Every precision of every format, as the export registry lists them (one place: each format's `precisions`).
+while read -r format precision; do export_once "$format" "$precision"; done < <("${PYTHON:-.venv/bin/python}" -c '
+from pocketbert.export import format_class, format_names
+for name in format_names():
+    for precision in format_class(name).precisions:
+        print(name, precision)')
 "$pb" eval "${artifacts[@]}" --data "$dev" --max-seq-len 256 --doc-stride 128 --stand-in-questions 25 \
   --out "$out/eval"
 # The calibrated precisions beside fp32 on this CPU: int8 activations, 16-bit activations (model only, 256 tokens).

@@ -2,7 +2,7 @@
 # The README's real-size table: the DistilBERT architecture exported to every runnable format vs the
 # BERT-base baseline, at the paper's length 384, on this machine's CPU. Cost only: both are the
 # random-weight presets (same shapes and ops as the real models; accuracy is the demo's job).
-# Usage: bash bench/paper_comparison.sh [OUT]   (default runs/paper; about 45 minutes on 2 cores)
+# Usage: bash bench/studies/paper_comparison.sh [OUT]   (default runs/paper; about 45 minutes on 2 cores)
 set -euo pipefail
 out=${1:-runs/paper}
 pb=${POCKETBERT:-.venv/bin/pocketbert}

@@ -16,20 +16,24 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from pocketbert.bench.runtimes import Target, open_targets, pytorch_runner, tokenizer_for
 from pocketbert.errors import NotRunnableHere, PocketbertError, first_line
-from pocketbert.export.registry import format_class, get_format
-from pocketbert.export.task import validation_inputs
-from pocketbert.fsutil import atomic_dir
+from pocketbert.export import format_class, get_format
+from pocketbert.fsutil import atomic_dir, check_replaceable
+from pocketbert.reference import validation_inputs
 from pocketbert.results import EAGER_FORMAT, machine_info
+from pocketbert.sessions import applied, settings_of
 
 # Op types that multiply matrices, as ONNX Runtime (MatMul, FusedMatMul, MatMulInteger, DynamicQuantizeMatMul,
 # MatMulIntegerToFloat, MatMulNBits, Gemm, Attention), XNNPACK ("Fully Connected ... GEMM", "Batch Matrix Multiply")
 # and PyTorch (aten::addmm, aten::mm, aten::bmm, aten::_scaled_dot_product_*_attention*) name them.
 MATRIX_OP = re.compile(r"matmul|gemm|attention|fully connected|batch matrix multiply|^aten::(addmm|mm|bmm)$", re.I)
 EAGER_PROFILER = "torch.profiler (self CPU time per aten op)"
+SCHEMA = "pocketbert.op_profile/1"  # marks its results file, and so the folder, as pocketbert's (fsutil.written_by_pocketbert)
+RESULTS_FILE = "op_profile.json"  # its own name: the results schema's results.json is bench's and eval's
 
 
 def profile_models(specs, out: str | Path, seq_len: int = 384, warmup: int = 3, runs: int = 10,
@@ -38,13 +42,14 @@ def profile_models(specs, out: str | Path, seq_len: int = 384, warmup: int = 3, 
     writes results.json, report.md and op_profile.png to `out` and returns the results."""
     if runs < 1 or warmup < 0:
         raise PocketbertError(f"--runs must be at least 1 and --warmup at least 0 (got {runs} and {warmup})")
+    check_replaceable(out, force=True)  # a folder that is not ours fails now, not after every profile
     targets = open_targets(specs, sizes=False)
     rows = [profile_target(target, seq_len, warmup, runs, threads)
             for target in tqdm(targets, desc="op-profile", unit="model")]
-    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
+    results = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
                "seq_len": seq_len, "warmup": warmup, "runs": runs, "threads": threads, "top": top, "rows": rows}
     with atomic_dir(out, force=True) as staged:
-        (staged / "results.json").write_text(json.dumps(results, indent=2))
+        (staged / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         (staged / "report.md").write_text(render(results))
         plot(rows, staged / "op_profile.png", results)
     return results
@@ -52,7 +57,8 @@ def profile_models(specs, out: str | Path, seq_len: int = 384, warmup: int = 3, 
 
 def profile_target(target: Target, seq_len: int, warmup: int, runs: int, threads: int | None) -> dict:
     row = {"model": target.label, "path": target.path, "runtime": target.runtime, "precision": target.precision,
-           "backend": target.backend}
+           "backend": target.backend,
+           "runtime_settings": applied(settings_of(target.manifest), threads) if target.manifest else None}
     if not target.supports(seq_len):
         return {**row, "reason": f"the artifact does not take length {seq_len}"}
     try:
@@ -88,8 +94,6 @@ def artifact_profile(target: Target, seq_len: int, warmup: int, runs: int, threa
 
 
 def eager_profile(target: Target, seq_len: int, warmup: int, runs: int, threads: int | None) -> dict:
-    import torch
-
     runner = pytorch_runner(target.path, threads)
     feed = one_window(target, runner.input_names, seq_len)
     for _ in range(warmup):
@@ -99,7 +103,7 @@ def eager_profile(target: Target, seq_len: int, warmup: int, runs: int, threads:
         for _ in range(runs):
             runner(feed)
         wall_ms = (time.perf_counter() - start) * 1000 / runs
-    ops = Counter()
+    ops: Counter[str] = Counter()
     for event in profiler.key_averages():
         ops[event.key] += event.self_cpu_time_total / 1000 / runs  # microseconds, over all runs
     return {"ops": {op: ms for op, ms in ops.items() if ms > 0}, "wall_ms": wall_ms, "profiler": EAGER_PROFILER}
@@ -141,10 +145,10 @@ def render(results: dict) -> str:
 
 
 def plot(rows: list[dict], path: Path, results: dict) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     profiled = [r for r in rows if "reason" not in r]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.5 * max(len(profiled), 1)))

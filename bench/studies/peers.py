@@ -19,22 +19,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import torch
 from tqdm import tqdm
 
-from pocketbert.bench.measure import Baseline, BenchSettings, _saved_checkpoint, run_bench
-from pocketbert.bench.report import MB, _save, _table
+from pocketbert.bench.measure import Baseline, BenchSettings, run_bench, saved_checkpoint
+from pocketbert.bench.report import MB, markdown_table, save_figure
 from pocketbert.errors import PocketbertError, first_line
-from pocketbert.export.registry import get_format
+from pocketbert.export import export_model, exportable_qa, get_format
+from pocketbert.export import tflite_signature_name as signature_name
 from pocketbert.fsutil import atomic_dir, atomic_write_text, new_output_folder, write_json
-from pocketbert.manifest import MANIFEST_SCHEMA, artifact_digest, read_manifest, tool_versions, write_manifest
+from pocketbert.manifest import build_manifest, io_entries, read_manifest, tool_versions, write_manifest
 from pocketbert.modeling import PRESETS, LoadedModel, load_qa_model
+from pocketbert.reference import validation_inputs
 from pocketbert.results import EAGER_FORMAT, RATIO_STATISTIC, RESULTS_NAME, machine_info
 
 PEERS_SCHEMA = "pocketbert.peers/1"
+PEERS_FILE = "peers.json"  # its own name: results.json is bench's (the timed rows are in bench/results.json)
 FORMATS = ("onnx", "tflite", "executorch")
 PRECISIONS = ("fp32", "int8")
 # `make setup` builds the peers' venvs in the repository, beside .venv; none of them is a dependency of pocketbert.
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]  # bench/studies/peers.py -> the repository
 OPTIMUM_VENV = REPOSITORY / ".venv-optimum"
 NOT_INSTALLED = "not installed: run make setup"
 # Checked 2026-12-01: optimum-executorch 1.1.0, the latest on PyPI, installs beside torch 2.13.0 and executorch 1.5.1
@@ -83,8 +87,6 @@ class RouteFailed(PocketbertError):
 
 def our_export(format: str, precision: str) -> Callable[[PeerRun, Path], str]:
     def build(run: PeerRun, folder: Path) -> str:
-        from pocketbert.export.api import export_model
-
         export_model(run.checkpoint, format, folder, precision=precision, seq_lens=(run.seq_len,), force=True)
         return (f"pocketbert export {run.checkpoint} --format {format} --precision {precision} --seq-len {run.seq_len} "
                 f"--out {folder}")
@@ -131,9 +133,7 @@ def litert_torch_default(run: PeerRun, folder: Path) -> str:
     """litert-torch's conversion of the unmodified transformers model, as its README shows a user, at the bench
     length. The signature is named for the length (`convert(...)` is `signature("serving_default", ...).convert()`),
     so that bench's LiteRT runner finds it; the conversion is the same."""
-    import litert_torch
-
-    from pocketbert.export.formats.tflite import signature_name
+    import litert_torch  # lazy: optional converter (pulls in TensorFlow, seconds); only this peer needs it
 
     loaded, names, sample = original_model_and_sample(run)
     signature = signature_name(run.seq_len)
@@ -155,9 +155,8 @@ def executorch_documented_xnnpack(run: PeerRun, folder: Path) -> str:
     """ExecuTorch's own XNNPACK recipe from its documentation, applied to the unmodified transformers model at the
     bench length: torch.export, to_edge_transform_and_lower with the XnnpackPartitioner, to_executorch. It stands in
     for optimum-executorch, which has no question-answering task."""
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # lazy: optional converter
+    from executorch.exir import to_edge_transform_and_lower  # lazy: optional converter, only this peer needs it
 
     loaded, names, sample = original_model_and_sample(run)
     command = (f"to_edge_transform_and_lower(torch.export.export(AutoModelForQuestionAnswering.from_pretrained("
@@ -179,10 +178,6 @@ def executorch_documented_xnnpack(run: PeerRun, folder: Path) -> str:
 def original_model_and_sample(run: PeerRun):
     """The unmodified model, the inputs the tokenizer hands it, and one tokenised question and context padded to
     the bench length: what the peers' converters trace."""
-    import torch
-
-    from pocketbert.export.task import exportable_qa, validation_inputs
-
     loaded = original_model(run.checkpoint)
     names = exportable_qa(loaded.model).input_names
     sample = {name: torch.from_numpy(values[:1])
@@ -224,7 +219,6 @@ def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artif
                   input_names: list[str] | None = None) -> dict:
     """manifest.json for a peer's artifact folder, so bench opens it like ours; validated like ours against the
     unmodified transformers model in the format's runtime (recorded, never refused: a peer's numbers are findings)."""
-    from pocketbert.export.task import exportable_qa
 
     path = folder / artifact
     if not path.is_file():
@@ -232,18 +226,13 @@ def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artif
     exporter = get_format(format)
     loaded = original_model(run.checkpoint)
     names = list(input_names or artifact_input_names(format, path))  # a .pte declares no input names
-    size, sha256 = artifact_digest(path)
-    batch = "batch" if exporter.batch_dynamic else 1
-    manifest = {
-        "schema": MANIFEST_SCHEMA, "task": "question-answering", "format": format, "backend": None,
-        "precision": precision, "artifact": artifact,
-        "inputs": [{"name": n, "dtype": exporter.input_dtype, "shape": [batch, run.seq_len]} for n in names],
-        "outputs": [{"name": n, "dtype": "float32", "shape": [batch, run.seq_len]} for n in ("start_logits", "end_logits")],
-        "sequence": {"dynamic": False, "min": run.seq_len, "max": run.seq_len, "lengths": [run.seq_len]},
-        "parameters": loaded.source["parameters"], "file_bytes": size, "sha256": sha256, "source": loaded.source,
-        "route": route, "versions": tool_versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    inputs, outputs = io_entries(names, exporter.input_dtype, "batch" if exporter.batch_dynamic else 1, run.seq_len)
+    # ONNX Runtime's and LiteRT's defaults: how the peer's own loaders (optimum's pipeline, litert-torch's
+    # users) open its files.
+    manifest = build_manifest(
+        folder, path, format=format, backend=None, precision=precision, inputs=inputs, outputs=outputs,
+        sequence={"dynamic": False, "min": run.seq_len, "max": run.seq_len, "lengths": [run.seq_len]},
+        source=loaded.source, runtime_settings={}, route=route)
     manifest["validation"] = exporter.validate(path, manifest, exportable_qa(loaded.model), loaded.tokenizer)
     write_manifest(folder, manifest)
     return manifest
@@ -258,10 +247,10 @@ def original_model(checkpoint: str) -> LoadedModel:
 def artifact_input_names(format: str, path: Path) -> list[str]:
     """The inputs the peer's file itself declares (optimum's ONNX graph, the LiteRT signature)."""
     if format == "onnx":
-        import onnx
+        import onnx  # lazy: optional runtime package, only ONNX peers need it
 
         return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: optional runtime package, only LiteRT peers need it
 
     signatures = Interpreter(model_path=str(path)).get_signature_list()
     return sorted(next(iter(signatures.values()))["inputs"])
@@ -295,7 +284,7 @@ ROUTES = (
 def run_peers(checkpoint: str, out: str | Path, seq_len: int = 384, formats=FORMATS, precisions=PRECISIONS,
               settings: BenchSettings = BenchSettings(), optimum_venv: str | Path = OPTIMUM_VENV) -> dict:
     """Export `checkpoint` (a folder or preset) by our route and each peer route of `formats` and `precisions`, time
-    them all in one interleaved bench run at `seq_len` (model only), and write results.json, report.md and peers.png
+    them all in one interleaved bench run at `seq_len` (model only), and write peers.json, report.md and peers.png
     into `out`."""
     for asked, known, what in ((formats, FORMATS, "format"), (precisions, PRECISIONS, "precision")):
         unknown = [a for a in asked if a not in known]
@@ -305,16 +294,20 @@ def run_peers(checkpoint: str, out: str | Path, seq_len: int = 384, formats=FORM
     if checkpoint not in PRESETS and not (Path(checkpoint) / "config.json").is_file():
         raise PocketbertError(f"'{checkpoint}' is neither a checkpoint folder (with config.json) nor a preset "
                               f"({', '.join(PRESETS)}); pass a QA checkpoint")
+    if checkpoint not in PRESETS:
+        # Every route loads this model: one that cannot be loaded (not an encoder, damaged weights or config) fails
+        # here once, in one line, not once per route after minutes of exports.
+        original_model(str(Path(checkpoint).resolve()))
     with new_output_folder(out) as out:
         artifacts = out / "artifacts"
-        source = _saved_checkpoint(checkpoint, artifacts) if checkpoint in PRESETS else str(Path(checkpoint).resolve())
+        source = saved_checkpoint(checkpoint, artifacts) if checkpoint in PRESETS else str(Path(checkpoint).resolve())
         run = PeerRun(source, seq_len, artifacts, Path(optimum_venv))
         rows = export_routes(run, [r for r in ROUTES if r.format in formats and r.precision in precisions])
         timed = [r["artifact"] for r in rows if r["artifact"]]
         # The checkpoint itself in eager PyTorch times alongside: the reference every fp32 runtime should beat.
         bench = run_bench([source, *timed], out / "bench", settings, Baseline(None)) if timed else None
         results = peer_results(checkpoint, run, settings, rows, bench)
-        write_json(out / RESULTS_NAME, results)
+        write_json(out / PEERS_FILE, results)
         write_peer_report(results, out)
         return results
 
@@ -426,7 +419,7 @@ def render_peer_report(results: dict, plot: str | None) -> str:
         f"{settings['warmup']} + {settings['runs']} runs; ms is the trimmed mean (middle 80% of runs). max |diff| is "
         "each artifact against the unmodified transformers model on real tokenised QA pairs at real tokens, in the "
         "artifact's runtime. Compare rows of this run only.",
-        _table(["format", "precision", "route", "ms", "vs ours", "max |diff| vs original", "size MB"], rows),
+        markdown_table(["format", "precision", "route", "ms", "vs ours", "max |diff| vs original", "size MB"], rows),
         "## Not timed\n" + "\n".join(reasons) if reasons else "",
         "## Commands\n" + "\n".join(commands) if commands else "",
         "Every timing statistic, load time and memory: [bench/report.md](bench/report.md)." if results["bench_results"]
@@ -438,10 +431,10 @@ def render_peer_report(results: dict, plot: str | None) -> str:
 
 
 def write_peer_plot(results: dict, out: Path) -> str | None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib adds ~0.7 s and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above, after the backend is chosen
 
     timed = [r for r in results["rows"] if r["ms"]]
     if not timed:
@@ -452,7 +445,7 @@ def write_peer_plot(results: dict, out: Path) -> str | None:
     ax.invert_yaxis()
     ax.set_xlabel(f"trimmed-mean ms, seq {results['seq_len']}, model only, {results['settings']['threads']} threads")
     ax.set_title("Ours (blue) beside the standard routes (grey) and eager PyTorch (green)")
-    return _save(fig, out / "peers.png")
+    return save_figure(fig, out / "peers.png")
 
 
 def write_peer_report(results: dict, out: Path) -> None:
