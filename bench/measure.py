@@ -30,7 +30,7 @@ from pocketbert.bench.runtimes import Target, encoder_flops, load_timed_runner, 
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import export_model, format_names
 from pocketbert.fsutil import atomic_dir, new_output_folder
-from pocketbert.manifest import MANIFEST_NAME, artifact_verification, read_manifest
+from pocketbert.manifest import MANIFEST_NAME, artifact_verification, read_manifest, verification_env
 from pocketbert.modeling import PRESETS, load_qa_model
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
 from pocketbert.reference import validation_inputs
@@ -211,7 +211,8 @@ def probe(target: Target, threads: int, seq_len: int) -> dict:
     """Run `probe_in_this_process` in a fresh interpreter; its last stdout line is the JSON answer."""
     request = json.dumps({"path": target.path, "threads": threads, "seq_len": seq_len})
     done = subprocess.run([sys.executable, "-m", "pocketbert.bench.measure", request],
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **verification_env()})
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import load_artifact
-from pocketbert.fsutil import gzip_size
+from pocketbert.fsutil import check_replaceable, gzip_size
 from pocketbert.manifest import artifact_verification, read_manifest
 from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, make_bundle, model_name
 from pocketbert.mobile_harness.targets import DeviceLost, Target
@@ -85,6 +85,7 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise PocketbertError(f"--out '{out}' is a file; pass a folder (results.json goes inside it)")
+        check_replaceable(out, force=False, update=True)  # rows join a folder pocketbert wrote, never a user's own
         items = [(Path(a), "candidate") for a in artifacts] + ([(Path(baseline), "baseline")] if baseline else [])
         with artifact_verification(verify):
             for folder, _ in items:

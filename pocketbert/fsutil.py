@@ -115,9 +115,10 @@ def check_output_path(out: str | Path) -> Path:
 
 @contextmanager
 def new_output_folder(folder: str | Path) -> Iterator[Path]:
-    """make_dirs for a command that fills its folder as it goes: a folder this call created is removed again if the
-    command fails or is interrupted, so a failed run leaves nothing behind (an existing folder is left as it was)."""
-    folder = Path(folder)
+    """make_dirs for a command that fills its folder as it goes (bench, peers): a new folder, an empty one, or one
+    pocketbert wrote; a folder this call created is removed again if the command fails or is interrupted, so a failed
+    run leaves nothing behind (an existing folder is left as it was)."""
+    folder = check_replaceable(folder, force=False, update=True)  # never a user's own non-empty folder
     existed = folder.exists()
     made = make_dirs(folder)
     try:

@@ -6,6 +6,7 @@ import contextvars
 import datetime
 import hashlib
 import importlib.metadata
+import os
 import platform
 from pathlib import Path
 
@@ -89,9 +90,16 @@ def write_manifest(folder: str | Path, manifest: dict) -> Path:
 
 # --no-verify (bench, eval, device run) turns the sha256 check off for a whole command, including code that reads
 # manifests itself (device bundles): artifact_verification(False) around it.
-_VERIFY = contextvars.ContextVar("pocketbert_verify_artifacts", default=True)
+# A child process that a command starts (bench's fresh-process load probe) inherits the choice through VERIFY_ENV.
+VERIFY_ENV = "POCKETBERT_VERIFY_ARTIFACTS"
+_VERIFY = contextvars.ContextVar("pocketbert_verify_artifacts", default=os.environ.get(VERIFY_ENV, "1") != "0")
 # artifact path -> (what os.stat said, sha256): a file hashed once per process, again only if it changed.
 _VERIFIED: dict[str, tuple[tuple, str]] = {}
+
+
+def verification_env() -> dict[str, str]:
+    """The environment entry that hands this command's --no-verify choice to a child process."""
+    return {VERIFY_ENV: "1" if _VERIFY.get() else "0"}
 
 
 @contextlib.contextmanager

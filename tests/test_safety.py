@@ -324,7 +324,23 @@ def test_a_changed_but_loadable_model_file_is_refused_before_it_is_scored_or_tim
     assert main(["eval", str(artifact_copy), "--data", dev, "--max-seq-len", str(SEQ), "--no-verify"]) == 0
     assert main(["bench", str(artifact_copy), "--no-baseline", "--seq-len", str(SEQ), "--runs", "1", "--warmup", "0",
                  "--modes", "model", "--out", str(tmp_path / "b"), "--no-verify"]) == 0
+    # The fresh-process load probe honours --no-verify too, so the row is timed, not failed.
+    timed = json.loads((tmp_path / "b" / "results.json").read_text())["records"]
+    assert [r["status"] for r in timed if r["format"] == "onnx"] == ["ok"], timed
     assert read_manifest(artifact_copy, verify=False)["format"] == "onnx"
+
+
+def test_bench_and_device_run_never_write_into_a_users_own_folder(artifact_copy, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own notes")
+    for command in (["bench", str(artifact_copy), "--no-baseline", "--seq-len", str(SEQ), "--runs", "1",
+                     "--warmup", "0", "--modes", "model", "--out", str(mine)],
+                    ["device", "run", str(artifact_copy), "--target", "host", "--runs", "1", "--warmup", "0",
+                     "--out", str(mine)]):
+        assert main(command) == 2, command
+        assert "is not a folder pocketbert wrote" in _one_line_error(capsys)
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my own notes"
 
 
 def test_an_intact_artifact_is_hashed_once_per_process(tiny_artifact, monkeypatch):
