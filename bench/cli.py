@@ -134,7 +134,9 @@ def peers_parser(bench_prog: str) -> argparse.ArgumentParser:
                     "--avx512_vnni`; LiteRT: litert-torch's default conversion of the unmodified model; ExecuTorch: "
                     "its documented XNNPACK recipe on the unmodified model, and optimum-executorch's where it can "
                     "export QA), time all of them in one interleaved "
-                    "run in the same runtime and threads, and check each against the original transformers model. "
+                    "run in the same runtime, runtime settings and threads, and check each against the original "
+                    "transformers model. Our ONNX files are also timed under ONNX Runtime's default session options "
+                    "(the route 'pocketbert, ONNX Runtime defaults'), as optimum's pipeline opens them. "
                     "Writes peers.json, report.md and peers.png; a peer whose tool is missing is a row saying so.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a QA checkpoint folder, or a preset (bert-base, distilbert-base: random weights, cost only)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pocketbert.bench.studies.peers import NOT_INSTALLED, OPTIMUM_VENV
+from pocketbert.bench.studies.peers import DEFAULTS_ROUTE, NOT_INSTALLED, OPTIMUM_VENV
 
 SEQ_LEN = 64
 
@@ -32,6 +32,13 @@ def test_onnx_peer_route_is_timed_beside_ours_and_validated(tiny_distilbert_qa, 
     assert theirs["argmax_agreement"] == {"start": 1.0, "end": 1.0}
     assert theirs["time_over_ours"] == theirs["ms"] / ours["ms"]
     manifest = json.loads((Path(theirs["artifact"]) / "manifest.json").read_text())
+    # Opened with our settings, so the rows compare the files; our own file under ONNX Runtime's defaults is its own row.
+    assert manifest["runtime_settings"] == json.loads((Path(ours["artifact"]) / "manifest.json").read_text())["runtime_settings"]
+    defaults = rows[("onnx", "fp32", DEFAULTS_ROUTE)]
+    assert defaults["status"] == "ok" and defaults["time_over_ours"] == defaults["ms"] / ours["ms"]
+    under_defaults = json.loads((Path(defaults["artifact"]) / "manifest.json").read_text())["runtime_settings"]
+    assert under_defaults["config_entries"] == {"session.intra_op.allow_spinning": "0"}
+    assert "disabled_optimizers" not in under_defaults
     assert manifest["route"]["tool"].startswith("optimum-onnx ")
     assert manifest["route"]["command"].startswith("optimum-cli export onnx --task question-answering")
     bench = json.loads((out / "bench" / "results.json").read_text())
@@ -54,6 +61,7 @@ def test_missing_peer_venv_is_a_row_not_a_crash(tiny_distilbert_qa, tmp_path, ca
         assert row["status"] == "not_installed" and row["reason"].startswith(NOT_INSTALLED), row
     # With no peer beside it, ours is not exported or timed.
     assert rows[("onnx", "fp32", "pocketbert")]["status"] == "skipped"
+    assert rows[("onnx", "fp32", DEFAULTS_ROUTE)]["status"] == "skipped"
     assert NOT_INSTALLED in (out / "report.md").read_text()
     assert f"onnx/fp32 optimum-onnx: {NOT_INSTALLED}" in capsys.readouterr().out
 

@@ -14,6 +14,7 @@ import datetime
 import functools
 import importlib.metadata
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,8 @@ class Route:
     build: Callable[[PeerRun, Path], str] | None  # makes the artifact folder, returns the command it ran
     folder: str  # the artifact folder's name under artifacts/ (also its label in bench's report)
     unavailable: Callable[[PeerRun], str | None] = lambda run: None  # why the route cannot run here, or None
+    # A peer's own route. Our file opened another way (DEFAULTS_ROUTE) is not: alone it makes no comparison.
+    peer: bool = True
 
 
 class RouteFailed(PocketbertError):
@@ -90,6 +93,37 @@ def our_export(format: str, precision: str) -> Callable[[PeerRun, Path], str]:
         export_model(run.checkpoint, format, folder, precision=precision, seq_lens=(run.seq_len,), force=True)
         return (f"pocketbert export {run.checkpoint} --format {format} --precision {precision} --seq-len {run.seq_len} "
                 f"--out {folder}")
+
+    return build
+
+
+DEFAULTS_ROUTE = "pocketbert, ONNX Runtime defaults"
+# ONNX Runtime's default session options, as optimum's pipeline and transformers.js open a folder: none of the
+# manifest's settings, except idle-thread spinning off, which only keeps the interleaved timing loop fair.
+ONNX_RUNTIME_DEFAULTS = {
+    "runtime": "onnxruntime",
+    "config_entries": {"session.intra_op.allow_spinning": "0"},
+    "why": {"session.intra_op.allow_spinning": "bench hygiene: spinning threads slow whatever runs next in the loop"},
+}
+
+
+def our_file_under_defaults(precision: str) -> Callable[[PeerRun, Path], str]:
+    """Our own ONNX file (a copy of our route's folder, exported here first if that route was not asked for), whose
+    manifest asks for ONNX Runtime's defaults: what the manifest's runtime settings are worth, timed beside them."""
+
+    def build(run: PeerRun, folder: Path) -> str:
+        ours = f"onnx-{precision}-pocketbert"
+        if ours not in run.made:
+            our_export("onnx", precision)(run, run.folder / ours)
+            run.made.add(ours)
+        with atomic_dir(folder, force=True) as tmp:
+            shutil.copytree(run.folder / ours, tmp, dirs_exist_ok=True)
+            manifest = read_manifest(tmp)
+            manifest["runtime_settings"] = ONNX_RUNTIME_DEFAULTS
+            manifest["route"] = {"tool": "pocketbert", "command": f"a copy of {ours} opened with ONNX Runtime's "
+                                                                 "default session options"}
+            write_manifest(tmp, manifest)
+        return manifest["route"]["command"]
 
     return build
 
@@ -227,12 +261,12 @@ def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artif
     loaded = original_model(run.checkpoint)
     names = list(input_names or artifact_input_names(format, path))  # a .pte declares no input names
     inputs, outputs = io_entries(names, exporter.input_dtype, "batch" if exporter.batch_dynamic else 1, run.seq_len)
-    # ONNX Runtime's and LiteRT's defaults: how the peer's own loaders (optimum's pipeline, litert-torch's
-    # users) open its files.
+    # Opened with the same runtime settings as ours, so the rows compare the files (the graphs and their kernels), not
+    # the settings; how our own file runs under the runtime's defaults is a route of its own (DEFAULTS_ROUTE).
     manifest = build_manifest(
         folder, path, format=format, backend=None, precision=precision, inputs=inputs, outputs=outputs,
         sequence={"dynamic": False, "min": run.seq_len, "max": run.seq_len, "lengths": [run.seq_len]},
-        source=loaded.source, runtime_settings={}, route=route)
+        source=loaded.source, runtime_settings=exporter.runtime_settings, route=route)
     manifest["validation"] = exporter.validate(path, manifest, exportable_qa(loaded.model), loaded.tokenizer)
     write_manifest(folder, manifest)
     return manifest
@@ -264,7 +298,11 @@ OPTIMUM_FP32 = "onnx-fp32-optimum"
 ROUTES = (
     Route("onnx", "fp32", "pocketbert", True, our_export("onnx", "fp32"), "onnx-fp32-pocketbert"),
     Route("onnx", "fp32", "optimum-onnx", False, optimum_onnx_export, OPTIMUM_FP32, unavailable=optimum_missing),
+    Route("onnx", "fp32", DEFAULTS_ROUTE, False, our_file_under_defaults("fp32"), "onnx-fp32-pocketbert-defaults",
+          peer=False),
     Route("onnx", "int8", "pocketbert", True, our_export("onnx", "int8"), "onnx-int8-pocketbert"),
+    Route("onnx", "int8", DEFAULTS_ROUTE, False, our_file_under_defaults("int8"), "onnx-int8-pocketbert-defaults",
+          peer=False),
     Route("onnx", "int8", "optimum-onnx --avx2", False, optimum_onnx_quantize("avx2"), "onnx-int8-optimum-avx2",
           unavailable=optimum_missing),
     Route("onnx", "int8", "optimum-onnx --avx512_vnni", False, optimum_onnx_quantize("avx512_vnni"),
@@ -317,7 +355,7 @@ def export_routes(run: PeerRun, routes: list[Route]) -> list[dict]:
     "unavailable: ...", "failed: ...", "skipped: ...")."""
     reasons = {r.folder: r.unavailable(run) for r in routes}
     # Our export of a format and precision is made only where some peer route can run beside it.
-    compared = {(r.format, r.precision) for r in routes if not r.ours and reasons[r.folder] is None}
+    compared = {(r.format, r.precision) for r in routes if r.peer and not r.ours and reasons[r.folder] is None}
     rows = []
     for route in tqdm(routes, desc="peer routes: export", unit="route"):
         reason = reasons[route.folder]
