@@ -16,12 +16,13 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, set_see
 
 from pocketbert.data.labelled_text import ClassifyData
 from pocketbert.distill.losses import classification_distillation_loss
-from pocketbert.distill.trainer import RunTrainer, build_trainer, load_pretrained, pad_windows, prepare_run_dir, train_and_save
+from pocketbert.distill.trainer import PaddingCollator, RunTrainer, build_trainer, load_pretrained, prepare_run_dir, train_and_save
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import fresh_head_keys, load_classifier_model, load_tokenizer, max_sequence_length
 from pocketbert.options import above, at_least, check_options
 
 TEXT_FIELDS = ("input_ids", "attention_mask")
+CLASSIFY_STACKED = ("labels", "example_index")  # per-text scalars the collator stacks
 DEFAULT_MAX_SEQ_LEN = 256
 
 
@@ -64,19 +65,6 @@ class ClassifyDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.rows[index]
-
-
-class ClassifyCollator:
-    """Right-pad texts to the batch's longest one (`pad_to`: to a fixed length instead)."""
-
-    def __init__(self, pad_id: int, pad_to: int | None = None):
-        self.pad_id, self.pad_to = pad_id, pad_to
-
-    def __call__(self, rows: list[dict]) -> dict:
-        batch = pad_windows(rows, TEXT_FIELDS, self.pad_to, {"input_ids": self.pad_id})
-        for name in ("labels", "example_index"):
-            batch[name] = torch.stack([row[name] for row in rows])
-        return batch
 
 
 def encode(tokenizer, texts: list[str], max_seq_len: int) -> dict:
@@ -149,7 +137,7 @@ def predict_labels(model, tokenizer, texts: list[str], max_seq_len: int, batch_s
     device = next(model.parameters()).device
     encodings = encode(tokenizer, texts, max_seq_len)
     order = sorted(range(len(texts)), key=lambda i: len(encodings["input_ids"][i]))
-    collate = ClassifyCollator(tokenizer.pad_token_id)
+    collate = PaddingCollator(TEXT_FIELDS, CLASSIFY_STACKED, tokenizer.pad_token_id)
     predicted = [0] * len(texts)
     for begin in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         chunk = order[begin:begin + batch_size]
@@ -230,7 +218,8 @@ def train_classifier(model_path, data: ClassifyData, out, config, loss: Classify
              f"{at_limit} of {len(dataset)} training texts reach --max-seq-len {max_seq_len} (cut there)"]
     if fresh_head:
         notes.append(f"'{model_path}' has no classification head: a fresh one for {len(data.labels)} labels is trained")
-    collator = ClassifyCollator(tokenizer.pad_token_id, None if config.dynamic_padding else max_seq_len)
+    collator = PaddingCollator(TEXT_FIELDS, CLASSIFY_STACKED, tokenizer.pad_token_id,
+                               None if config.dynamic_padding else max_seq_len)
     trainer = build_trainer(ClassifyTrainer, model, dataset, out, config, collator=collator, teacher=teacher,
                             temperature=loss.temperature, alpha_ce=alpha_ce, alpha_cls=loss.alpha_cls,
                             cache_teacher=config.teacher_cache)

@@ -36,21 +36,6 @@ class QAFeatureDataset(torch.utils.data.Dataset):
         return self.windows[index]
 
 
-class QACollator:
-    """Right-pad windows to the batch's longest one (`pad_to`: to a fixed length instead)."""
-
-    def __init__(self, pad_id: int, pad_to: int | None = None):
-        self.pad_id, self.pad_to = pad_id, pad_to
-
-    def __call__(self, rows: list[dict]) -> dict:
-        from pocketbert.distill.trainer import pad_windows  # lazy: as in train_qa
-
-        batch = pad_windows(rows, WINDOW_FIELDS, self.pad_to, {"input_ids": self.pad_id})
-        for name in (*LABEL_FIELDS, "window_index"):
-            batch[name] = torch.stack([row[name] for row in rows])
-        return batch
-
-
 def load_training_features(path, tokenizer, window: QAWindow, max_examples: int | None = None):
     """(checked examples, dataset, the answer check's report): answers that do not point at their text are
     moved to it when the context holds it exactly once, otherwise the question is left out."""
@@ -127,7 +112,7 @@ def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> 
     """`pocketbert finetune qa` (no teacher) and `pocketbert distill qa`: train, save, score on dev."""
     # lazy: distill.trainer loads the HF Trainer and model classes (seconds); `pocketbert --help` imports this
     # module (through demo.pipeline, for QAData and QALoss) and only training needs them.
-    from pocketbert.distill.trainer import QATrainer, build_trainer, prepare_run_dir, train_and_save
+    from pocketbert.distill.trainer import PaddingCollator, QATrainer, build_trainer, prepare_run_dir, train_and_save
 
     train_path, dev_path, window, teacher_path = data.train, data.dev, data.window, loss.teacher
     tokenizer = load_tokenizer(model_path)  # refuses a missing or degenerate tokenizer (all [UNK]) before any work
@@ -157,7 +142,8 @@ def train_qa(model_path, data: QAData, out, config, loss: QALoss = QALoss()) -> 
         notes.append(f"'{model_path}' has no QA head: a fresh qa_outputs layer is trained")
     if teacher is not None and uses_token_type_ids(teacher) and not uses_token_type_ids(model):
         notes.append("the teacher reads token_type_ids; the student does not")
-    collator = QACollator(tokenizer.pad_token_id, None if config.dynamic_padding else window.clamped().max_seq_len)
+    collator = PaddingCollator(WINDOW_FIELDS, (*LABEL_FIELDS, "window_index"), tokenizer.pad_token_id,
+                               None if config.dynamic_padding else window.clamped().max_seq_len)
     trainer = build_trainer(QATrainer, model, dataset, out, config, collator=collator, teacher=teacher,
                             temperature=loss.temperature, alpha_ce=alpha_ce, alpha_task=loss.alpha_task, alpha_cos=alpha_cos,
                             cache_teacher=config.teacher_cache)

@@ -281,6 +281,20 @@ def pad_windows(rows: list[dict], names, pad_to: int | None = None, pad_values: 
     return batch
 
 
+class PaddingCollator:
+    """Right-pad the token fields `padded` of a batch to its longest row (`pad_to`: to a fixed length instead) and
+    stack the per-row scalars `stacked` (labels, row indices): the QA and classification trainers' batches."""
+
+    def __init__(self, padded: tuple[str, ...], stacked: tuple[str, ...], pad_id: int, pad_to: int | None = None):
+        self.padded, self.stacked, self.pad_id, self.pad_to = padded, stacked, pad_id, pad_to
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = pad_windows(rows, self.padded, self.pad_to, {"input_ids": self.pad_id})
+        for name in self.stacked:
+            batch[name] = torch.stack([row[name] for row in rows])
+        return batch
+
+
 class MaskingCollator:
     """Pad token windows into a batch and mask them afresh every time a batch is drawn (dynamic masking)."""
 

@@ -316,3 +316,20 @@ def export_with_own_calibration(checkpoint: Path, format_name: str, length: int,
     assert main(["export", str(checkpoint), "--format", format_name, "--precision", precision,
                  "--calibration", str(squad), "--seq-len", str(length), "--out", str(folder / "own")]) == 0
     return read_manifest(folder / "own"), squad
+
+
+@pytest.fixture
+def kill_at_step():
+    """`kill_at_step(N)`: a Trainer callback standing in for kill -9 at step N: the run dies mid-way without finishing
+    or saving anything more (the resume tests of QA and classification training)."""
+    from transformers import TrainerCallback
+
+    class KillAtStep(TrainerCallback):
+        def __init__(self, step):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == self.step:
+                raise RuntimeError("simulated kill")
+
+    return KillAtStep

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, TrainerCallback
+from transformers import AutoModelForSequenceClassification
 
 from pocketbert.cli import main
 from pocketbert.data.labelled_text import load_classify_data
@@ -104,23 +104,12 @@ def test_finetune_init_distill_end_to_end(tiny_bert_qa, split, tmp_path, capsys)
     assert (out / "loss.png").is_file() and (out / "tokenizer.json").is_file()
 
 
-class _KillAtStep(TrainerCallback):
-    """Stands in for kill -9: the run dies mid-way without finishing or saving anything more."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated kill")
-
-
-def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, split, tmp_path):
+def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, split, tmp_path, kill_at_step):
     data = load_classify_data(*split)
     full = train_classifier(tiny_distilbert_qa, data, tmp_path / "full", _config(), FINE_TUNING, max_seq_len=16)
     out = tmp_path / "interrupted"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train_classifier(tiny_distilbert_qa, data, out, _config(callbacks=[_KillAtStep(4)]), FINE_TUNING, 16)
+        train_classifier(tiny_distilbert_qa, data, out, _config(callbacks=[kill_at_step(4)]), FINE_TUNING, 16)
     assert not (out / RUN_FILE).exists() and (out / "checkpoints" / "checkpoint-2").is_dir()
     with pytest.raises(PocketbertError, match="--resume"):
         train_classifier(tiny_distilbert_qa, data, out, _config(), FINE_TUNING, 16)

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from pocketbert.cli import main
 from pocketbert.distill.qa_train import FINE_TUNING, QAData, QALoss, train_qa
@@ -76,17 +75,6 @@ def test_span_outside_a_window_points_at_cls():
     assert (features["end_positions"][~labelled] == 0).all()
 
 
-class _KillAtStep(TrainerCallback):
-    """Stands in for kill -9: the run dies mid-way without finishing or saving anything more."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated kill")
-
-
 QA_SMALL = QAWindow(max_seq_len=48, doc_stride=16, max_query_len=16)
 
 
@@ -96,13 +84,13 @@ def _config(**overrides):
     return TrainConfig(**values)
 
 
-def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squad, tmp_path):
+def test_resume_after_interruption_reaches_the_same_end(tiny_distilbert_qa, squad, tmp_path, kill_at_step):
     full = train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), tmp_path / "full", _config(), FINE_TUNING)
     assert full["global_step"] == 6
 
     out = tmp_path / "interrupted"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config(callbacks=[_KillAtStep(4)]),
+        train_qa(tiny_distilbert_qa, QAData(squad, squad, QA_SMALL), out, _config(callbacks=[kill_at_step(4)]),
                  FINE_TUNING)
     assert not (out / RUN_FILE).exists() and not (out / "model.safetensors").exists()
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
