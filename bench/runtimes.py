@@ -13,7 +13,7 @@ import torch
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import COREML_EVALUATOR_RUNTIME as EVALUATOR_RUNTIME
-from pocketbert.export import Runner, exportable_qa, format_class, load_artifact
+from pocketbert.export import Runner, exportable, format_class, load_artifact
 from pocketbert.fsutil import gzip_size
 from pocketbert.manifest import MANIFEST_NAME, read_manifest
 from pocketbert.modeling import (
@@ -177,12 +177,12 @@ def load_timed_runner(target: Target, threads: int | None = None):
 
 
 def pytorch_runner(checkpoint: str, threads: int | None = None):
-    """The checkpoint in PyTorch eager, wrapped like the exports (QAModule, inference mode) as a Runner: the
+    """The checkpoint in PyTorch eager, wrapped like the exports (TaskModule, inference mode) as a Runner: the
     reference every artifact is compared with."""
     if threads:
         torch.set_num_threads(threads)
     loaded = load_qa_model(checkpoint)
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
 
     def predict(feed: dict[str, np.ndarray]):
         with torch.inference_mode():

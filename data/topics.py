@@ -18,6 +18,7 @@ from pocketbert.errors import PocketbertError
 from pocketbert.fsutil import atomic_dir, check_replaceable, write_json
 
 GENERATOR_VERSION = "1"
+DEV_SHARE = 0.1  # the share of each topic's articles that goes to dev
 DATA_FILE = "data.json"  # the manifest, as make-qa writes one
 
 
@@ -49,7 +50,7 @@ def split_by_article(articles: list[Article], dev_share: float, seed: int) -> di
     return splits
 
 
-def make_topics_dataset(out: str | Path, seed: int = 0, dev_share: float = 0.1, max_articles: int | None = None,
+def make_topics_dataset(out: str | Path, seed: int = 0, dev_share: float = DEV_SHARE, max_articles: int | None = None,
                         force: bool = False) -> dict:
     """Write OUT/train.jsonl, OUT/dev.jsonl ({"text", "label", "id"} per line), OUT/labels.txt (sorted topic names)
     and OUT/data.json (the manifest); return the manifest."""

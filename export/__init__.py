@@ -8,7 +8,7 @@ private names. Attributes load on first use, so `import pocketbert.export` stays
   format's facts (registry.py, formats/).
 - judge_inputs, validation_lengths, DEFAULT_SEQ_LENS, ExportOptions, Runner: what an artifact is judged on and
   how it is run (base.py); the rule itself is pocketbert/rules.py.
-- exportable_qa: the graph every format converts (task.py).
+- exportable: the graph every format converts (task.py).
 - calibration_windows: real QA windows for calibration (calibration.py).
 - ONNX_OPSET, onnx_cpu_session, quantize_*_onnx, executorch_*, quantize_weights_executorch, tflite_*,
   COREML_EVALUATOR_RUNTIME, load_coreml_program: each format's quantization and runtime set-up as its exporter applies
@@ -24,7 +24,7 @@ _PUBLIC = {
     "load_artifact": "registry", "format_class": "registry", "format_names": "registry", "get_format": "registry",
     "judge_inputs": "base", "validation_lengths": "base", "DEFAULT_SEQ_LENS": "base", "ExportOptions": "base",
     "Runner": "base",
-    "exportable_qa": "task",
+    "exportable": "task",
     "calibration_windows": "calibration",
 }
 # Each format's quantization and runtime set-up, as its exporter applies them, for the studies that probe them

@@ -11,20 +11,22 @@ from pocketbert.export.calibration import check_calibration_file
 from pocketbert.export.deployment_targets import check_deployment_target
 from pocketbert.export.loader_files import MODEL_CONFIG_NAME, write_loader_files
 from pocketbert.export.registry import format_class, format_names, get_format
-from pocketbert.export.task import MASK_CONVERSIONS, check_wrapper, exportable_qa, refusal, refusal_reason
+from pocketbert.export.task import MASK_CONVERSIONS, check_wrapper, exportable, refusal, refusal_reason
 from pocketbert.fsutil import atomic_dir, check_replaceable
 from pocketbert.manifest import build_manifest, write_manifest
-from pocketbert.modeling import ENCODERS, load_qa_model, max_sequence_length, save_tokenizer, tokenizer_contract
+from pocketbert.modeling import ENCODERS, load_model, max_sequence_length, save_tokenizer, tokenizer_contract
+from pocketbert.tasks import label_names
 
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
                  seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS, dynamic: bool = False, backend: str | None = None,
                  deployment_target: str | None = None, calibration: str | Path | None = None,
                  force: bool = False) -> dict:
-    """Export `model` (checkpoint dir, hub id or preset) and validate it in its runtime; returns the manifest.
+    """Export `model` (checkpoint dir, hub id or preset; a question-answering or text-classification head, read from
+    its config: pocketbert/tasks.py) and validate it in its runtime; returns the manifest.
 
-    `calibration`: a SQuAD v1.1 file whose questions calibrate a statically quantized precision (int8-static,
-    a16w8)."""
+    `calibration`: a SQuAD v1.1 file (QA) or a labelled-text file (classification) whose inputs calibrate a
+    statically quantized precision (int8-static, a16w8)."""
     exporter = get_format(format)
     if precision not in exporter.precisions:
         raise PocketbertError(f"format {format} has no precision '{precision}'; choose one of {', '.join(exporter.precisions)}")
@@ -48,7 +50,7 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
     # Before the model loads: new, or with --force a folder pocketbert wrote; never '.', a file, a link or read-only.
     out = check_replaceable(out, force)
 
-    loaded = load_qa_model(model)
+    loaded = load_model(model)
     refused = refusal(loaded.model.config, format, precision)
     if refused:
         raise PocketbertError(refused)
@@ -61,7 +63,9 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
     options = ExportOptions(precision=precision, seq_lens=tuple(sorted(set(seq_lens))), dynamic=dynamic,
                             max_seq_len=max_positions if dynamic else max(seq_lens),
                             backend=backend, deployment_target=deployment_target, calibration=calibration)
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
+    task = module.task
+    check_calibration_file(calibration, task=task)  # again, now that the task is known (a SQuAD file for a classifier)
     sequence = {"dynamic": dynamic, "min": options.min_seq_len if dynamic else min(options.seq_lens),
                 "max": options.max_seq_len, "lengths": list(options.seq_lens)}
     # Before any conversion: a wrapper that changes the model would make every artifact wrong the same way.
@@ -72,12 +76,15 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
             atomic_dir(out, force=force) as folder:
         accepted = exporter.accepted_lengths(module, options)
         contract = tokenizer_contract(loaded.tokenizer, exporter.input_names(module), options.max_seq_len,
-                                      single_length=single_length(accepted))
+                                      single_length=single_length(accepted), task=task)
         # Tokenizer and config.json first: platform loaders open the folder as is, and formats that pack the
         # vocabulary into the artifact (TFLite metadata) read it from the folder while exporting.
         checkpoint = Path(loaded.source["checkpoint"])
         save_tokenizer(loaded.tokenizer, folder, contract, source_dir=checkpoint if checkpoint.is_dir() else None)
         write_loader_files(folder, loaded.model.config, exporter.loader_config(options))
+        labels = label_names(loaded.model.config) if task.labels_file else None
+        if labels is not None:  # the label names in logit order, one per line: what the platforms' loaders read
+            (folder / task.labels_file).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         artifact = folder / exporter.artifact_name(options)
         artifact.parent.mkdir(parents=True, exist_ok=True)
         steps.set_postfix_str("convert")
@@ -88,6 +95,7 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         manifest = build_manifest(
             folder, artifact, format=format, backend=options.backend, precision=precision, inputs=inputs,
             outputs=outputs, sequence=sequence, source=loaded.source, runtime_settings=exporter.runtime_settings,
+            task=task.name, **({"labels": labels, "labels_file": task.labels_file} if labels is not None else {}),
             accepted_lengths=accepted,
             attention_mask={
                 "input": "attention_mask", "values": "1 = real token, 0 = padding (the tokenizer's own mask)",
@@ -162,8 +170,8 @@ def validation_failure(manifest: dict) -> str:
         return (f"{what} differs from the original {source} by {v['max_abs_diff']:.2e} (> {v['tolerance']:.0e}); "
                 "nothing was written — report this export as a bug")
     answers = v["confident_answers"]
-    return (f"{what} picks the original {source}'s answer position in only {answers['agreement']:.0%} of the "
-            f"{answers['confident_positions']} positions where that model is confident (at least "
+    return (f"{what} picks the original {source}'s {v.get('choice', 'answer position')} in only "
+            f"{answers['agreement']:.0%} of the {answers['confident_positions']} places where that model is confident (at least "
             f"{answers['min_agreement']:.0%} needed); nothing was written — try another precision, or report it")
 
 
@@ -171,18 +179,19 @@ def describe(manifest: dict) -> str:
     """One line a person reads after an export."""
     v = manifest["validation"]
     if v["ran"]:
-        check = f"max |diff| {v['max_abs_diff']:.2e}, argmax agreement start {v['argmax_agreement']['start']:.0%} " \
-                f"end {v['argmax_agreement']['end']:.0%}"
+        agreement = " ".join(f"{side} {share:.0%}" for side, share in v["argmax_agreement"].items())
+        check = f"max |diff| {v['max_abs_diff']:.2e}, argmax agreement {agreement}"
         answers = v.get("confident_answers")
+        choice = v.get("choice", "answer position")
         if answers and answers["passed"] is not None:
-            check += (f"; same answer position as the original where it is confident: {answers['agreement']:.0%} of "
+            check += (f"; same {choice} as the original where it is confident: {answers['agreement']:.0%} of "
                       f"{answers['confident_positions']}")
         elif answers:  # a random-weight model is rarely confident: nothing to judge the answers by
-            check += (f"; too few confident positions ({answers['confident_positions']}) to judge answers: "
+            check += (f"; too few confident choices ({answers['confident_positions']}) to judge the {choice}s: "
                       "`pocketbert eval` measures accuracy")
     else:
         check = f"not run here: {v['reason']}"
-    return (f"{manifest['format']}/{manifest['backend'] or '-'}/{manifest['precision']}: "
+    return (f"{manifest.get('task', 'question-answering')} {manifest['format']}/{manifest['backend'] or '-'}/{manifest['precision']}: "
             f"{manifest['file_bytes'] / 1e6:.1f} MB, validated on lengths {v['lengths']} ({check})")
 
 

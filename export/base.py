@@ -12,11 +12,12 @@ import numpy as np
 
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export.calibration import calibration_windows
-from pocketbert.export.task import QAModule
+from pocketbert.export.task import TaskModule
 from pocketbert.manifest import io_entries
 from pocketbert.qa import MAX_SEQ_LEN
 from pocketbert.reference import torch_reference, validation_inputs
 from pocketbert.rules import JUDGE_WINDOWS, compare_logits, judge, tolerance_for
+from pocketbert.tasks import QUESTION_ANSWERING, Task
 
 # The lengths an export takes when none are given: 128 for short questions, and SQuAD's (and MLPerf Mobile's) 384.
 DEFAULT_SEQ_LENS = (128, MAX_SEQ_LEN)
@@ -43,19 +44,20 @@ class ExportOptions:
 
 @dataclass
 class Runner:
-    """A loaded artifact: call it with {input name: int64 [batch, seq]} and get (start, end) logits.
+    """A loaded artifact: call it with {input name: int64 [batch, seq]} and get its task's outputs, a tuple in the
+    manifest's output order ((start, end) logits for QA, (logits,) for classification).
 
     Artifacts exported with batch 1 (mobile QA answers one question at a time) are fed row by row,
     so evaluation code can always pass batches.
     """
 
-    predict: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+    predict: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]]
     input_names: tuple[str, ...]
     batch_one: bool = True
     lengths: tuple[int, ...] | None = None  # fixed lengths only; None: any length within the range
     info: dict = field(default_factory=dict)
 
-    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
             raise PocketbertError(f"inputs {missing} are missing; the artifact takes {list(self.input_names)}")
@@ -66,7 +68,7 @@ class Runner:
         if not self.batch_one:
             return self.predict(feed)
         rows = [self.predict({k: v[i:i + 1] for k, v in feed.items()}) for i in range(len(feed[self.input_names[0]]))]
-        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+        return tuple(np.concatenate(outputs) for outputs in zip(*rows))
 
 
 class Exporter(ABC):
@@ -110,7 +112,7 @@ class Exporter(ABC):
         """The artifact's path inside its folder ('/'-separated): where this format's platform loaders look."""
         return f"model{self.suffix}"
 
-    def input_names(self, module: QAModule) -> tuple[str, ...]:
+    def input_names(self, module: TaskModule) -> tuple[str, ...]:
         """The artifact's inputs: the model's own, unless the format's platform loaders need more (TFLite)."""
         return tuple(module.input_names)
 
@@ -119,7 +121,7 @@ class Exporter(ABC):
         return {}
 
     @abstractmethod
-    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+    def export(self, module: TaskModule, options: ExportOptions, path: Path) -> dict:
         """Write the artifact at `path`; return format facts for the manifest's "graph" entry."""
 
     @abstractmethod
@@ -133,9 +135,9 @@ class Exporter(ABC):
         Raise NotRunnableHere where the runtime has no profiler pocketbert can read."""
         raise NotRunnableHere(f"{self.runtime} has no per-op profiler that pocketbert reads")
 
-    def validate(self, path: Path, manifest: dict, module: QAModule, tokenizer) -> dict:
-        """Run the artifact on real tokenised QA pairs and judge it against the unmodified transformers model by the
-        rulebook (pocketbert/rules.py): the same rule every device target applies."""
+    def validate(self, path: Path, manifest: dict, module: TaskModule, tokenizer) -> dict:
+        """Run the artifact on real tokenised inputs (QA pairs, or texts) and judge it against the unmodified
+        transformers model by the rulebook (pocketbert/rules.py): the same rule every device target applies."""
         lengths = validation_lengths(manifest)
         reference = f"transformers {type(module.model).__name__}, unmodified, eager PyTorch fp32"
         try:
@@ -146,28 +148,30 @@ class Exporter(ABC):
         tolerance = tolerance_for(precision)
         per_length = {}
         for length in lengths:
-            inputs = validation_inputs(tokenizer, self.input_names(module), length)
+            inputs = validation_inputs(tokenizer, self.input_names(module), length, module.task)
             per_length[length] = compare_logits(runner(inputs), torch_reference(module, inputs), tolerance,
-                                                mask=inputs["attention_mask"])
+                                                mask=module.output_mask(inputs), names=module.output_keys)
         rows = sum(c["rows"] for c in per_length.values())
         result = {
             "ran": True, "runtime": self.runtime, "runner": runner.info, "reference": reference,
-            "compared": "real-token positions (attention_mask 1) of every row; padded rows and full rows at each length",
+            "compared": ("real-token positions (attention_mask 1) of every row; padded rows and full rows at each length"
+                         if module.task.masked else "every label's logit of every row; padded and full rows at each length"),
             "lengths": lengths, "rows": rows,
             "max_abs_diff": max(c["max_abs_diff"] for c in per_length.values()),
             "max_abs_diff_per_length": {str(n): c["max_abs_diff"] for n, c in per_length.items()},
             "tolerance": tolerance,
             "argmax_agreement": {side: sum(c["argmax_agreement"][side] * c["rows"] for c in per_length.values()) / rows
-                                 for side in ("start", "end")},
+                                 for side in module.output_keys},
         }
         result["passed"] = None if tolerance is None else all(c["passed"] for c in per_length.values())
         if tolerance is None:
             result["confident_answers"] = confident_answer_agreement(runner, module, self.input_names(module),
                                                                      tokenizer, judge_length(manifest), precision)
             result["passed"] = result["confident_answers"]["passed"]
+        result["choice"] = module.task.choice
         return result
 
-    def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
+    def accepted_lengths(self, module: TaskModule, options: ExportOptions) -> dict:
         """The input shapes the artifact file itself accepts, stated for someone feeding it on a phone."""
         if options.dynamic:
             sequence = {"kind": "range", "min": options.min_seq_len, "max": options.max_seq_len}
@@ -178,31 +182,35 @@ class Exporter(ABC):
         return {"batch": "dynamic" if self.batch_dynamic else 1, "sequence": sequence,
                 "positional_input_order": list(self.input_names(module))}
 
-    def io_spec(self, module: QAModule, options: ExportOptions) -> tuple[list, list]:
-        """Manifest inputs/outputs: names, dtypes, shapes ("batch"/"seq" name the symbolic axes)."""
+    def io_spec(self, module: TaskModule, options: ExportOptions) -> tuple[list, list]:
+        """Manifest inputs/outputs: names, dtypes, shapes ("batch"/"seq" name the symbolic axes; a classifier's
+        outputs run over its labels)."""
         batch = "batch" if self.batch_dynamic else 1
         seq = "seq" if options.dynamic or len(options.seq_lens) > 1 else options.seq_lens[0]
-        return io_entries(self.input_names(module), self.input_dtype, batch, seq)
+        return io_entries(self.input_names(module), self.input_dtype, batch, seq, module.output_names,
+                          module.task.output_axis(seq, module.model.config.num_labels))
 
 
-def judge_inputs(tokenizer, input_names, length: int, precision: str) -> tuple[dict[str, np.ndarray], dict]:
-    """The windows an artifact of `precision` is judged on at `length`, and where they came from: the validation
-    pairs where a logit tolerance decides (fp32), else JUDGE_WINDOWS real QA windows (generated dev questions that
-    calibration never sees) for the answer rule."""
+def judge_inputs(tokenizer, input_names, length: int, precision: str,
+                 task: Task = QUESTION_ANSWERING) -> tuple[dict[str, np.ndarray], dict]:
+    """The inputs an artifact of `precision` is judged on at `length`, and where they came from: the validation
+    inputs where a logit tolerance decides (fp32), else JUDGE_WINDOWS real inputs (generated dev questions, or dev
+    articles for a classifier, that calibration never sees) for the choice rule."""
     if tolerance_for(precision) is not None:
-        inputs = validation_inputs(tokenizer, input_names, length)
+        inputs = validation_inputs(tokenizer, input_names, length, task)
         return inputs, {"windows": len(inputs["attention_mask"]), "length": length,
                         "source": "pocketbert.reference.VALIDATION_EXAMPLES"}
-    sample = calibration_windows(tokenizer, input_names, length, questions=JUDGE_WINDOWS, split="dev")
+    sample = calibration_windows(tokenizer, input_names, length, questions=JUDGE_WINDOWS, split="dev", task=task)
     return sample.windows, {"windows": sample.facts["windows"], "length": length, "source": sample.facts["source"]}
 
 
-def confident_answer_agreement(runner: Runner, module: QAModule, input_names, tokenizer, length: int,
+def confident_answer_agreement(runner: Runner, module: TaskModule, input_names, tokenizer, length: int,
                                precision: str = "int8") -> dict:
-    """The rulebook's answer rule on the judge windows: how often the artifact picks the original model's start /
-    end position where that model is confident."""
-    windows, facts = judge_inputs(tokenizer, input_names, length, precision)
-    check = judge(runner(windows), torch_reference(module, windows), precision, windows["attention_mask"])
+    """The rulebook's choice rule on the judge inputs: how often the artifact makes the original model's choice
+    (start / end position, or label) where that model is confident."""
+    windows, facts = judge_inputs(tokenizer, input_names, length, precision, module.task)
+    check = judge(runner(windows), torch_reference(module, windows), precision, module.output_mask(windows),
+                  module.output_names, module.task.choice)
     return {**facts, **check["confident_answers"], "rule": check["rule"]}
 
 

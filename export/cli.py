@@ -8,8 +8,10 @@ from pocketbert.export.registry import format_class, format_names
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a QA checkpoint to ExecuTorch / Core ML / TFLite / ONNX, validated",
-                       description="Export a BERT-family extractive-QA model and validate it in its own runtime.")
+    p = sub.add_parser("export", help="export a QA or classifier checkpoint to ExecuTorch / Core ML / TFLite / ONNX, "
+                                      "validated",
+                       description="Export a BERT-family extractive-QA or text-classification model (the task is read "
+                                   "from its config) and validate it in its own runtime.")
     p.add_argument("model", nargs="?", help="checkpoint directory, hub id, or preset bert-base / distilbert-base (random weights: cost only)")
     p.add_argument("--format", choices=format_names())
     p.add_argument("--precision", default="fp32",
@@ -22,8 +24,9 @@ def register(sub) -> None:
     p.add_argument("--backend", help="executorch: xnnpack (default) or coreml")
     p.add_argument("--deployment-target", help="coreml: minimum OS, e.g. iOS17 (default), iOS18, macOS14")
     p.add_argument("--calibration", metavar="FILE",
-                   help="int8-static, a16w8 (onnx, tflite): SQuAD v1.1 JSON whose questions calibrate the activation ranges "
-                        "(default: questions generated from the BBC news that ships with pocketbert)")
+                   help="int8-static, a16w8 (onnx, tflite): SQuAD v1.1 JSON (QA) or labelled .jsonl/.csv/.tsv texts "
+                        "(classification) that calibrate the activation ranges (default: questions generated from, or "
+                        "articles of, the BBC news that ships with pocketbert)")
     p.add_argument("--out", help="output folder (artifact + manifest.json + tokenizer)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     p.add_argument("--list-support", action="store_true",
@@ -59,6 +62,7 @@ def check_export_options(args) -> None:
     from pocketbert.export.deployment_targets import check_deployment_target
     from pocketbert.export.registry import format_class
     from pocketbert.options import check_options, each_at_least
+    from pocketbert.tasks import task_of_folder
 
     check_options(each_at_least("--seq-len", args.seq_len, 8))
     exporter = format_class(args.format)
@@ -66,4 +70,4 @@ def check_export_options(args) -> None:
     if args.backend is None or args.backend in exporter.backends:
         check_deployment_target(args.format, backend, args.deployment_target)
     if args.calibration is not None and args.precision in exporter.calibrated_precisions:
-        check_calibration_file(args.calibration)
+        check_calibration_file(args.calibration, task=task_of_folder(args.model))

@@ -1,4 +1,4 @@
-"""The extractive-QA task as an exportable module, and the export cells refused per architecture.
+"""A model of any task (pocketbert/tasks.py) as an exportable module, and the export cells refused per architecture.
 
 Every artifact takes the tokenizer's 0/1 attention mask (1 = real token). How that mask reaches the model
 is decided per architecture, because the architectures read it differently:
@@ -19,7 +19,8 @@ from torch import nn
 from pocketbert.errors import PocketbertError
 from pocketbert.modeling import encoder_of, uses_token_type_ids
 from pocketbert.reference import torch_reference, validation_inputs
-from pocketbert.rules import compare_logits
+from pocketbert.rules import compare_logits, output_key
+from pocketbert.tasks import task_of_model
 
 # Finite, unlike finfo.min: fp16 runtimes would turn -inf scores into NaN (huggingface/exporters #74).
 # exp(-10000) is exactly 0 in fp32, so outputs equal those of the boolean mask.
@@ -62,8 +63,9 @@ def refusal(config, format_name: str, precision: str) -> str | None:
     return f"{encoder_of(config).display_name} cannot be exported to {format_name} {precision}: {reason}"
 
 
-class QAModule(nn.Module):
-    """(input_ids, attention_mask[, token_type_ids]) -> (start_logits, end_logits), the mask as 0/1 ints.
+class TaskModule(nn.Module):
+    """(input_ids, attention_mask[, token_type_ids]) -> the task's outputs, the mask as 0/1 ints: (start_logits,
+    end_logits) for QA, (logits,) over the labels for classification.
 
     token_type_ids is an input only for encoders with segment embeddings (question 0, context 1).
     """
@@ -71,6 +73,8 @@ class QAModule(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.task = task_of_model(model)
+        self.output_names = self.task.outputs
         self.mask_kind = encoder_of(model.config).mask
         segments = uses_token_type_ids(model)
         self.input_names = ("input_ids", "attention_mask") + (("token_type_ids",) if segments else ())
@@ -95,31 +99,41 @@ class QAModule(nn.Module):
         return {"full_attention": padding, "sliding_attention": padding + too_far.to(torch.float32) * MASK_VALUE}
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
-        """(start_logits, end_logits) for a batch of windows; token_type_ids only where the encoder has segments."""
+        """The task's outputs (a tuple) for a batch of inputs; token_type_ids only where the encoder has segments."""
         segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         out = self.model(input_ids=input_ids, attention_mask=self.model_mask(attention_mask), **segments)
-        return out.start_logits, out.end_logits
+        return tuple(getattr(out, name) for name in self.output_names)
+
+    def output_mask(self, inputs: dict[str, np.ndarray]):
+        """What the rulebook compares: the attention mask where outputs run over positions, None over labels."""
+        return inputs["attention_mask"] if self.task.masked else None
+
+    @property
+    def output_keys(self) -> list[str]:
+        """The outputs' short keys in verdicts (start, end; logits)."""
+        return [output_key(name) for name in self.output_names]
 
 
-def exportable_qa(model) -> QAModule:
-    """`model` wrapped as the QAModule every exporter converts, in eval mode."""
-    return QAModule(model).eval()
+def exportable(model) -> TaskModule:
+    """`model` (a *ForQuestionAnswering or *ForSequenceClassification) wrapped as the TaskModule every exporter
+    converts, in eval mode."""
+    return TaskModule(model).eval()
 
 
-def wrapper_logits(module: QAModule, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of the export wrapper (the graph that gets converted) on the same inputs."""
+def wrapper_logits(module: TaskModule, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Outputs of the export wrapper (the graph that gets converted) on the same inputs."""
     with torch.no_grad():
-        start, end = module(*(torch.from_numpy(inputs[name]) for name in module.input_names))
-    return start.numpy(), end.numpy()
+        outputs = module(*(torch.from_numpy(inputs[name]) for name in module.input_names))
+    return tuple(output.numpy() for output in outputs)
 
 
-def check_wrapper(module: QAModule, tokenizer, lengths) -> dict:
+def check_wrapper(module: TaskModule, tokenizer, lengths) -> dict:
     """Compare the export wrapper with the unmodified model; a wrapper that changes the outputs fails loudly."""
     worst = 0.0
     for length in lengths:
-        inputs = validation_inputs(tokenizer, module.input_names, length)
+        inputs = validation_inputs(tokenizer, module.input_names, length, module.task)
         comparison = compare_logits(wrapper_logits(module, inputs), torch_reference(module, inputs),
-                                    WRAPPER_TOLERANCE, mask=inputs["attention_mask"])
+                                    WRAPPER_TOLERANCE, mask=module.output_mask(inputs), names=module.output_keys)
         worst = max(worst, comparison["max_abs_diff"])
         if not comparison["passed"]:
             raise PocketbertError(

@@ -16,9 +16,9 @@ import numpy as np
 
 from pocketbert import rules, sessions
 from pocketbert.errors import NotRunnableHere, PocketbertError
-from pocketbert.export import exportable_qa, format_class, judge_inputs, load_artifact
+from pocketbert.export import exportable, format_class, judge_inputs, load_artifact
 from pocketbert.fsutil import write_json
-from pocketbert.manifest import MANIFEST_NAME, read_manifest
+from pocketbert.manifest import MANIFEST_NAME, output_names, read_manifest
 from pocketbert.modeling import load_qa_model, load_tokenizer
 from pocketbert.qa import MAX_SEQ_LEN, QAWindow, prepare_features
 from pocketbert.reference import torch_reference, validation_inputs
@@ -93,7 +93,7 @@ def reference_outputs(folder: Path, manifest: dict, feeds: list[dict[str, np.nda
     each feed: what the rulebook judges against, at export time and on every target. Where that checkpoint is gone,
     the artifact's own outputs in its host runtime stand in, and the bundle says so."""
     try:
-        module = exportable_qa(load_qa_model(manifest["source"]["checkpoint"]).model)
+        module = exportable(load_qa_model(manifest["source"]["checkpoint"]).model)
     except PocketbertError as gone:
         try:
             runner = load_artifact(folder, manifest)
@@ -117,9 +117,9 @@ def save_inputs(bundle_dir: Path, prefix: str, inputs: dict[str, np.ndarray], dt
     return npy, raw
 
 
-def save_outputs(bundle_dir: Path, prefix: str, outputs) -> list[str]:
-    """Save reference (start, end) logits as PREFIX<output name>.npy; returns the file names."""
-    files = [f"{prefix}{name}.npy" for name in rules.OUTPUT_NAMES]
+def save_outputs(bundle_dir: Path, prefix: str, outputs, names) -> list[str]:
+    """Save reference outputs as PREFIX<output name>.npy, in the manifest's output order; returns the file names."""
+    files = [f"{prefix}{name}.npy" for name in names]
     for file, value in zip(files, outputs):
         np.save(bundle_dir / file, value)
     return files
@@ -159,10 +159,11 @@ def make_bundle(folder: Path, role: str, staging: Path, index: int, warmup: int,
         "outputs": [spec["name"] for spec in manifest["outputs"]],
         "rule": rules.rule_for(precision), "expected_from": reference_from,
         # The source model's outputs on the timed input, for runners that return only those (native phone tools).
-        "expected": save_outputs(bundle_dir, "expected_", feed_reference),
+        "expected": save_outputs(bundle_dir, "expected_", feed_reference, output_names(manifest)),
         "judge": {"inputs": judge_npy, "raw_inputs": judge_raw, "rows": len(windows["attention_mask"]),
                   "outputs": list(JUDGE_OUTPUTS), "source": windows_from,
-                  "reference": save_outputs(bundle_dir, "judge_reference_", judge_reference)},
+                  "reference": save_outputs(bundle_dir, "judge_reference_", judge_reference,
+                                           output_names(manifest))},
         "eval": None,
     }
     if eval_set is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pocketbert.errors import PocketbertError
 from pocketbert.fsutil import read_json, write_json
-from pocketbert.rules import OUTPUT_NAMES
+from pocketbert.tasks import QUESTION_ANSWERING, TASKS, Task, task_named
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "pocketbert.manifest/1"
@@ -47,16 +47,19 @@ def artifact_digest(path: str | Path) -> tuple[int, str]:
     return total, digest.hexdigest()
 
 
-def io_entries(input_names, input_dtype: str, batch, seq) -> tuple[list[dict], list[dict]]:
-    """The manifest's "inputs" and "outputs": names, dtypes, shapes (a string names a symbolic axis)."""
+def io_entries(input_names, input_dtype: str, batch, seq, output_names=QUESTION_ANSWERING.outputs,
+               output_axis=None) -> tuple[list[dict], list[dict]]:
+    """The manifest's "inputs" and "outputs": names, dtypes, shapes (a string names a symbolic axis). Outputs run
+    over the sequence unless `output_axis` (a classifier's label count) says otherwise."""
     inputs = [{"name": name, "dtype": input_dtype, "shape": [batch, seq]} for name in input_names]
-    outputs = [{"name": name, "dtype": "float32", "shape": [batch, seq]} for name in OUTPUT_NAMES]
+    last = seq if output_axis is None else output_axis
+    outputs = [{"name": name, "dtype": "float32", "shape": [batch, last]} for name in output_names]
     return inputs, outputs
 
 
 def build_manifest(folder: str | Path, artifact: str | Path, *, format: str, backend: str | None, precision: str,
                    inputs: list[dict], outputs: list[dict], sequence: dict, source: dict, runtime_settings: dict,
-                   **entries) -> dict:
+                   task: str = QUESTION_ANSWERING.name, **entries) -> dict:
     """The one way a manifest is made (export and bench peers both use it): the contract's fixed keys, the
     artifact's size and sha256, the tool versions and the time, plus the writer's own `entries` (graph facts,
     options, route, ...). Validation is added by the writer once it has run."""
@@ -64,7 +67,7 @@ def build_manifest(folder: str | Path, artifact: str | Path, *, format: str, bac
     size, sha256 = artifact_digest(artifact)
     return {
         "schema": MANIFEST_SCHEMA,
-        "task": "question-answering",
+        "task": task,
         "format": format,
         "backend": backend,
         "precision": precision,
@@ -81,6 +84,16 @@ def build_manifest(folder: str | Path, artifact: str | Path, *, format: str, bac
         "versions": tool_versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def manifest_task(manifest: dict) -> Task:
+    """The task an artifact was exported for (manifests from before tasks existed were all question-answering)."""
+    return task_named(manifest.get("task", QUESTION_ANSWERING.name))
+
+
+def output_names(manifest: dict) -> list[str]:
+    """The artifact's outputs by name, in the order every runner returns them."""
+    return [entry["name"] for entry in manifest["outputs"]]
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> Path:
@@ -155,6 +168,8 @@ def manifest_problem(manifest: dict) -> str | None:
     for key in ("format", "precision"):
         if not isinstance(manifest.get(key), str):
             return f'"{key}" must be a string, not {manifest.get(key)!r}'
+    if manifest.get("task", QUESTION_ANSWERING.name) not in TASKS:
+        return f'"task" must be one of {", ".join(TASKS)}, not {manifest.get("task")!r}'
     if manifest.get("backend") is not None and not isinstance(manifest["backend"], str):
         return f'"backend" must be a string or null, not {manifest["backend"]!r}'
     for key in ("inputs", "outputs"):

@@ -1,4 +1,5 @@
-"""Loading extractive-QA models: a local checkpoint, a hub id, the embedded teacher, or a cost preset."""
+"""Loading models (extractive QA, text classification): a local checkpoint, a hub id, the embedded teacher, or a cost
+preset, with the head of their task (pocketbert/tasks.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +18,7 @@ from tokenizers import Tokenizer
 
 from pocketbert.errors import PocketbertError, first_line
 from pocketbert.qa import QAWindow
+from pocketbert.tasks import DEFAULT_TASK, QUESTION_ANSWERING, TASKS, TEXT_CLASSIFICATION, Task, label_names, task_of_architecture, task_of_config
 
 if TYPE_CHECKING:  # annotations only: transformers itself is imported lazily (see below)
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -119,7 +121,10 @@ def save_tokenizer(tokenizer, folder: str | Path, contract: dict, source_dir: st
     folder = Path(folder)
     tokenizer.save_pretrained(str(folder))
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.enable_truncation(contract["max_seq_len"], stride=contract["doc_stride"], strategy="only_second")
+    if contract.get("doc_stride") is None:  # a single text (a classifier's input): cut at the longest length
+        backend.enable_truncation(contract["max_seq_len"])
+    else:
+        backend.enable_truncation(contract["max_seq_len"], stride=contract["doc_stride"], strategy="only_second")
     if contract["pad_to"] is None:
         backend.no_padding()
     else:
@@ -138,14 +143,18 @@ def save_tokenizer(tokenizer, folder: str | Path, contract: dict, source_dir: st
             shutil.copyfile(model_file, folder / model_file.name)
 
 
-def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: int | None = None) -> dict:
-    """What a phone developer must reproduce to feed the artifact: read from the tokenizer itself."""
+def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: int | None = None,
+                       task: Task = QUESTION_ANSWERING) -> dict:
+    """What a phone developer must reproduce to feed the artifact: read from the tokenizer itself. QA feeds a
+    (question, context) pair in sliding windows; a classifier one text, cut at max_seq_len."""
     window = QAWindow(max_seq_len).clamped()
     backend = tokenizer.backend_tokenizer
     kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(type(backend.model).__name__,
                                                                             type(backend.model).__name__.lower())
     normalizer = backend.normalizer
     lower_case = normalizer is not None and "abc" in normalizer.normalize_str("ABC")
+    if not task.masked:
+        return single_text_contract(tokenizer, input_names, max_seq_len, single_length, kind, lower_case)
     pair = tokenizer("QUESTION", "CONTEXT", padding="max_length", max_length=32, truncation="only_second",
                      return_token_type_ids=True)
     pieces: list[str] = []
@@ -181,6 +190,37 @@ def tokenizer_contract(tokenizer, input_names, max_seq_len: int, single_length: 
     }
 
 
+def single_text_contract(tokenizer, input_names, max_seq_len: int, single_length: int | None, kind: str,
+                         lower_case: bool) -> dict:
+    """The tokenizer contract of a classifier: one text, special tokens around it, cut at max_seq_len tokens."""
+    encoded = tokenizer("TEXT", padding="max_length", max_length=16, truncation=True, return_token_type_ids=True)
+    pieces: list[str] = []
+    for position, sequence_id in enumerate(encoded.sequence_ids()):
+        if encoded["attention_mask"][position] == 0:
+            break
+        label = "{text}" if sequence_id == 0 else tokenizer.convert_ids_to_tokens(encoded["input_ids"][position])
+        if not pieces or pieces[-1] != label or sequence_id is None:
+            pieces.append(label)
+    segments = "token_type_ids" in input_names
+    return {
+        "kind": kind,
+        "lower_case": lower_case,
+        "template": " ".join(pieces),
+        "pair_order": None,
+        "truncation": "the text is cut to max_seq_len tokens (special tokens included); nothing slides",
+        "max_seq_len": max_seq_len,
+        "max_query_len": None,
+        "doc_stride": None,
+        "pad_token": tokenizer.pad_token,
+        "pad_token_id": tokenizer.pad_token_id,
+        "padding_side": tokenizer.padding_side,
+        "pad_to": single_length,
+        "token_type_ids": {"input": segments, "text": 0, "padding": 0} if segments else
+                          {"input": False, "padding": 0,
+                           "note": "not an input of this artifact: the architecture has no segment embeddings"},
+    }
+
+
 def preset_config(name: str):
     """The transformers config of a cost preset ("bert-base", "distilbert-base"): the stock architecture, for
     baselines that need the size and speed of a real model, not its weights."""
@@ -193,19 +233,27 @@ def preset_config(name: str):
     raise PocketbertError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
 
 
-def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
-    """Load an extractive-QA model by checkpoint directory, hub id or preset name.
+def load_model(spec: str | Path, seed: int = 0, task: Task | None = None, labels: list[str] | None = None) -> LoadedModel:
+    """Load a model by checkpoint directory, hub id or preset name, with the head of its task
+    (pocketbert/tasks.py): the one its config.architectures names, else `task`, else question-answering.
 
-    Refuses checkpoints whose QA head would be freshly initialised: exporting random logits silently
-    is the worst failure a QA export can have.
+    A preset (random weights, for cost only) takes `task`, and `labels` for a classifier (two by default).
+    `task` given and the checkpoint saved for another task: one line. Refuses checkpoints whose head would be
+    freshly initialised: exporting random logits silently is the worst failure an export can have.
     """
-    from transformers import AutoModelForQuestionAnswering  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
+    import transformers  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
 
     spec = str(spec)
     if spec in PRESETS:
+        task = task or DEFAULT_TASK
         torch.manual_seed(seed)
         config = preset_config(spec)
-        model = AutoModelForQuestionAnswering.from_config(config).eval()
+        if task is TEXT_CLASSIFICATION:
+            names = list(labels or ("LABEL_0", "LABEL_1"))
+            config.num_labels = len(names)
+            config.id2label = dict(enumerate(names))
+            config.label2id = {name: i for i, name in enumerate(names)}
+        model = getattr(transformers, task.head).from_config(config).eval()
         tokenizer = load_tokenizer(embedded_teacher_dir())
         return LoadedModel(model, tokenizer, _source(spec, config, model, preset=spec))
 
@@ -220,18 +268,24 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
     local = path.is_dir()
     config = load_config(spec)
     encoder_of(config)  # refuses non-encoders (GPT-2, ...) even when transformers has a QA class for them
+    saved = task_of_config(config)
+    if task is not None and saved is not None and saved is not task:
+        raise PocketbertError(f"checkpoint '{spec}' is a {saved.name} model ({', '.join(config.architectures)}); "
+                              f"this command takes {task.name} checkpoints")
+    task = task or saved or DEFAULT_TASK
     try:
         with quiet_load_report():
-            model, info = AutoModelForQuestionAnswering.from_pretrained(spec, output_loading_info=True)
+            model, info = getattr(transformers, task.head).from_pretrained(spec, output_loading_info=True)
     except Exception as err:  # transformers raises many types for damaged files
         raise PocketbertError(
             f"checkpoint '{spec}' could not be loaded ({first_line(err)}); re-save it or point to an intact copy"
         ) from None
-    if any(key.startswith("qa_outputs") for key in info.get("missing_keys", ())):
-        raise PocketbertError(
-            f"checkpoint '{spec}' has no QA head (qa_outputs weights missing); fine-tune it first with "
-            "`pocketbert finetune qa`"
-        )
+    if fresh_head_keys(model, info):
+        what = "QA head (qa_outputs weights missing)" if task is QUESTION_ANSWERING else "classification head"
+        others = " or ".join(f"`{t.finetune_command}`" for t in TASKS.values() if t is not task)
+        raise PocketbertError(f"checkpoint '{spec}' has no {what}; fine-tune it first with `{task.finetune_command}` "
+                              f"(or {others} for a {' or '.join(t.name for t in TASKS.values() if t is not task)} "
+                              "model)")
     # Before any work with the model: a missing or degenerate tokenizer (transformers makes one of 5 special tokens
     # from a folder without tokenizer files), or one with ids past the embedding, is one line now.
     tokenizer = load_tokenizer(spec)
@@ -239,6 +293,11 @@ def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
     report_unused_weights(spec, info)
     checkpoint = str(path.resolve()) if local else spec  # a hub id stays a hub id
     return LoadedModel(model.eval(), tokenizer, _source(checkpoint, config, model))
+
+
+def load_qa_model(spec: str | Path, seed: int = 0) -> LoadedModel:
+    """An extractive-QA model (load_model with the question-answering head): the QA trainers and the QA demo."""
+    return load_model(spec, seed, task=QUESTION_ANSWERING)
 
 
 # Config values every loader and FLOP count relies on: positive integers (transformers 5 checks some types itself).
@@ -313,25 +372,11 @@ def fresh_head_keys(model, info: dict) -> list[str]:
 
 def load_classifier_model(path: str | Path) -> LoadedModel:
     """A local *ForSequenceClassification checkpoint with its trained head and id2label (e.g. from `pocketbert finetune
-    classify`); refuses one whose head would be freshly initialised, as load_qa_model does for QA."""
-    from transformers import AutoModelForSequenceClassification  # lazy: transformers adds ~1 s and `pocketbert --help` imports this module
-
+    classify`); refuses one whose head would be freshly initialised, as for QA."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise PocketbertError(f"'{path}' is not a checkpoint folder with config.json; pass a classifier checkpoint")
-    config = load_config(path)
-    tokenizer = load_tokenizer(path)
-    check_tokenizer_fits(tokenizer, config, path)
-    try:
-        with quiet_load_report():
-            model, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True)
-    except Exception as err:  # transformers raises many types for damaged files
-        raise PocketbertError(f"checkpoint '{path}' could not be loaded ({first_line(err)}); re-save it or point to an "
-                              "intact copy") from None
-    if fresh_head_keys(model, info):
-        raise PocketbertError(f"checkpoint '{path}' has no classification head; fine-tune it first with "
-                              "`pocketbert finetune classify`")
-    return LoadedModel(model.eval(), tokenizer, _source(str(path.resolve()), config, model))
+    return load_model(path, task=TEXT_CLASSIFICATION)
 
 
 def _check_config_file(config_path: Path) -> None:
@@ -395,8 +440,11 @@ def encoder_shape(config) -> dict:
 
 
 def _source(spec: str, config, model, preset: str | None = None) -> dict:
+    task = task_of_architecture(type(model).__name__)
     return {
         "checkpoint": spec,
+        "task": task.name if task else None,
+        **({"labels": label_names(config)} if task is TEXT_CLASSIFICATION else {}),
         "preset": preset,
         "random_weights": preset is not None,
         "architecture": type(model).__name__,

@@ -1,5 +1,6 @@
-"""Reference inputs and outputs: the real tokenised QA windows every artifact is validated and timed on, and the
-logits of the model it came from on them. Export validation, bench, eval, peers and the device harness all take
+"""Reference inputs and outputs: the real tokenised inputs every artifact is validated and timed on (QA windows of a
+question and its context; for classification the same English texts alone), and the outputs of the model it came
+from on them. Export validation, bench, eval, peers and the device harness all take
 their inputs from here, and judge the outputs by the rulebook (pocketbert/rules.py)."""
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import torch
 
 from pocketbert.qa import DOC_STRIDE, QAExample, QAWindow, prepare_features
+from pocketbert.tasks import QUESTION_ANSWERING, Task
 
 # Real English question/context pairs: validation runs on text a user would send, not random ids. The first
 # two are short (padded from about 64 tokens on); the third fills the longest windows, longer than any local
@@ -51,15 +53,36 @@ def first_windows(tokenizer, examples, input_names, length: int) -> dict[str, np
     return {name: features[name][first_window] for name in input_names}
 
 
-def validation_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
-    """Tokenised validation pairs padded to `length`: a [batch, length] int64 array per input name."""
+def text_rows(tokenizer, texts, input_names, length: int) -> dict[str, np.ndarray]:
+    """Single texts (a classifier's inputs) tokenised, truncated and padded to `length`: [texts, length] int64 arrays."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=length, padding="max_length", return_tensors="np",
+                        return_token_type_ids=True)
+    return {name: np.asarray(encoded[name], dtype=np.int64) for name in input_names}
+
+
+def validation_texts() -> list[str]:
+    """The classifier's validation inputs: the validation pairs' questions and contexts as texts of their own, so
+    rows run from a few tokens (padded) to full windows."""
+    return [text for example in VALIDATION_EXAMPLES for text in (example.question, example.context)]
+
+
+def validation_inputs(tokenizer, input_names, length: int, task: Task = QUESTION_ANSWERING) -> dict[str, np.ndarray]:
+    """Tokenised validation inputs padded to `length` (QA pairs, or texts for a classifier): a [batch, length] int64
+    array per input name."""
+    if not task.masked:
+        return text_rows(tokenizer, validation_texts(), input_names, length)
     return first_windows(tokenizer, VALIDATION_EXAMPLES, input_names, length)
 
 
-def torch_reference(module, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of the unmodified transformers model inside `module` (export's QAModule: its `.model` and
-    `.input_names`), in eager PyTorch, on the tokenizer's own inputs: what every artifact is judged against."""
-    model_inputs = {name: torch.from_numpy(inputs[name]) for name in module.input_names}
+def model_outputs(model, task: Task, inputs: dict[str, np.ndarray], input_names) -> tuple[np.ndarray, ...]:
+    """A transformers model's outputs named by the task (start/end logits, or logits), as numpy, on `inputs`."""
+    model_inputs = {name: torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in input_names}
     with torch.no_grad():
-        out = module.model(**model_inputs)
-    return out.start_logits.numpy(), out.end_logits.numpy()
+        out = model(**model_inputs)
+    return tuple(getattr(out, name).float().numpy() for name in task.outputs)
+
+
+def torch_reference(module, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Outputs of the unmodified transformers model inside `module` (export's TaskModule: its `.model`, `.task` and
+    `.input_names`), in eager PyTorch, on the tokenizer's own inputs: what every artifact is judged against."""
+    return model_outputs(module.model, module.task, inputs, module.input_names)

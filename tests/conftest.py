@@ -266,10 +266,41 @@ def build_tiny_qa_checkpoint(folder: Path, architecture: str = "distilbert", see
     return folder
 
 
+TINY_LABELS = ("business", "entertainment", "politics", "sport", "tech")
+
+
+def build_tiny_classifier_checkpoint(folder: Path, architecture: str = "distilbert", seed: int = 0,
+                                     labels=TINY_LABELS, head_scale: float = 1.0) -> Path:
+    """Save a randomly initialised tiny *ForSequenceClassification with named labels. `head_scale` multiplies the
+    classifier's last layer: large values make the random model confident, so the choice rule reaches a verdict."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer(folder, architecture)
+    config = tiny_config(architecture, tokenizer, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                         label2id={label: i for i, label in enumerate(labels)})
+    model = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.mul_(head_scale)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
 def shared_tiny_checkpoint(tmp_path_factory, architecture: str) -> Path:
     """The run's one tiny checkpoint of `architecture` (built once, shared by every file and worker: never write in it)."""
     return build_once(tmp_path_factory, f"tiny-{architecture}-qa",
                       lambda folder: build_tiny_qa_checkpoint(folder, architecture))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert_classifier(tmp_path_factory) -> Path:
+    """A tiny DistilBERT topic classifier (five BBC labels, random weights), shared by the run: never write in it."""
+    return build_once(tmp_path_factory, "tiny-distilbert-classifier",
+                      lambda folder: build_tiny_classifier_checkpoint(folder, "distilbert"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from conftest import ARCHITECTURES, build_tiny_qa_checkpoint
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model
 from pocketbert.export.registry import format_class, get_format
-from pocketbert.export.task import EXPORT_REFUSALS, check_wrapper, exportable_qa, refusal
+from pocketbert.export.task import EXPORT_REFUSALS, check_wrapper, exportable, refusal
 from pocketbert.modeling import ENCODERS, load_qa_model
 from pocketbert.reference import VALIDATION_EXAMPLES
 
@@ -123,7 +123,7 @@ def _original_logits(checkpoint, feed):
     import torch
 
     model = load_qa_model(checkpoint).model
-    names = exportable_qa(model).input_names
+    names = exportable(model).input_names
     with torch.no_grad():
         out = model(**{n: torch.tensor(feed[n]) for n in names})
     return out.start_logits.numpy(), out.end_logits.numpy()
@@ -170,7 +170,7 @@ def test_modernbert_default_local_window_wrapper_matches(tmp_path):
     checkpoint = build_tiny_qa_checkpoint(tmp_path / "modernbert-128", "modernbert", local_attention=128)
     loaded = load_qa_model(checkpoint)
     assert loaded.model.config.local_attention == 128
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
     assert check_wrapper(module, loaded.tokenizer, [192])["max_abs_diff"] <= 1e-5
     # ...and the window matters at this length: the same tokens under full attention differ.
     full = dataclasses.replace(ENCODERS["modernbert"], mask="additive")
@@ -190,7 +190,7 @@ def test_a_wrapper_that_changes_the_model_fails_the_export(tiny_checkpoints, tmp
 def test_validation_compares_with_the_original_not_the_wrapper(tiny_checkpoints, tmp_path):
     """An artifact built from a broken wrapper matches that wrapper, and validation still fails it."""
     loaded = load_qa_model(tiny_checkpoints("deberta-v2"))
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
     module.mask_kind = "additive"
     exporter = get_format("onnx")
     artifact = tmp_path / "model.onnx"

@@ -42,7 +42,7 @@ def test_export_validates_the_pte_through_the_evaluator(coreml_pte):
 
 
 def test_evaluated_delegate_matches_pytorch(coreml_pte, tiny_distilbert_qa):
-    from pocketbert.export.task import exportable_qa
+    from pocketbert.export.task import exportable
     from pocketbert.modeling import load_qa_model
     from pocketbert.reference import torch_reference, validation_inputs
 
@@ -50,7 +50,7 @@ def test_evaluated_delegate_matches_pytorch(coreml_pte, tiny_distilbert_qa):
     program, info = load_delegate_program(out / manifest["artifact"], manifest)
     assert info["runtime"] == EVALUATOR_RUNTIME and "ExecuTorch builds for iOS/macOS" in info["why"]
     loaded = load_qa_model(str(tiny_distilbert_qa))
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
     inputs = validation_inputs(loaded.tokenizer, module.input_names, LENGTH)
     expected = torch_reference(module, inputs)
     row = {name: inputs[name][:1] for name in program.inputs}  # by name: the delegate orders them its own way

@@ -205,7 +205,7 @@ def test_a_nan_weight_fails_validation_naming_its_op(exports, tmp_path, tiny_dis
     import numpy as np
 
     from pocketbert.export.coreml_mil import load_program
-    from pocketbert.export.task import exportable_qa
+    from pocketbert.export.task import exportable
     from pocketbert.modeling import load_qa_model
 
     out, manifest = exports("fp16")
@@ -224,7 +224,7 @@ def test_a_nan_weight_fails_validation_naming_its_op(exports, tmp_path, tiny_dis
 
     loaded = load_qa_model(str(tiny_distilbert_qa))
     with pytest.raises(NonFiniteValue, match=rf"op '{name}' \(const, \d+ of \d+\) holds NaN \(1 of \d+ values\)"):
-        get_format("coreml").validate(package, manifest, exportable_qa(loaded.model), loaded.tokenizer)
+        get_format("coreml").validate(package, manifest, exportable(loaded.model), loaded.tokenizer)
 
 
 def test_a_mask_that_overflows_fp16_fails_export_naming_the_op(tmp_path, tiny_distilbert_qa, monkeypatch):

@@ -12,7 +12,7 @@ from pocketbert.cli import main  # noqa: E402
 from pocketbert.errors import PocketbertError  # noqa: E402
 from pocketbert.export.api import export_model  # noqa: E402
 from pocketbert.export.formats.executorch import ExecuTorchExporter  # noqa: E402
-from pocketbert.export.task import exportable_qa  # noqa: E402
+from pocketbert.export.task import exportable  # noqa: E402
 from pocketbert.manifest import read_manifest  # noqa: E402
 from pocketbert.modeling import load_qa_model  # noqa: E402
 from pocketbert.reference import VALIDATION_EXAMPLES, torch_reference, validation_inputs  # noqa: E402
@@ -36,7 +36,7 @@ def test_fp32_dynamic_matches_pytorch_at_several_lengths(fp32_dynamic):
 def test_runner_takes_lengths_the_validation_did_not_use(fp32_dynamic, tiny_distilbert_qa):
     out, manifest = fp32_dynamic
     loaded = load_qa_model(str(tiny_distilbert_qa))
-    module = exportable_qa(loaded.model)
+    module = exportable(loaded.model)
     runner = ExecuTorchExporter().load(out / manifest["artifact"], read_manifest(out), threads=1)
     inputs = validation_inputs(loaded.tokenizer, module.input_names, 77)  # one row per pair: fed row by row
     start, end = runner(inputs)

@@ -105,7 +105,7 @@ def test_manifest_records_graph_facts(distilbert_exports):
 
 
 def test_runner_feeds_int64_batches_and_matches_validation(distilbert_exports, tiny_distilbert_qa):
-    from pocketbert.export.task import exportable_qa
+    from pocketbert.export.task import exportable
     from pocketbert.modeling import load_qa_model
     from pocketbert.reference import torch_reference
 
@@ -115,7 +115,7 @@ def test_runner_feeds_int64_batches_and_matches_validation(distilbert_exports, t
     rows = len(inputs["input_ids"])
     assert inputs["input_ids"].dtype == np.int64 and rows >= 2
     start, end = runner(inputs)
-    ref_start, ref_end = torch_reference(exportable_qa(load_qa_model(tiny_distilbert_qa).model), inputs)
+    ref_start, ref_end = torch_reference(exportable(load_qa_model(tiny_distilbert_qa).model), inputs)
     assert start.shape == end.shape == (rows, 64)
     assert np.abs(start - ref_start).max() <= 1e-4 and np.abs(end - ref_end).max() <= 1e-4
 

@@ -9,7 +9,7 @@ import torch
 from pocketbert.errors import PocketbertError
 from pocketbert.export.api import export_model, validation_failure
 from pocketbert.export.base import Runner, confident_answer_agreement
-from pocketbert.export.task import QAModule
+from pocketbert.export.task import TaskModule
 from pocketbert.modeling import load_qa_model
 from pocketbert.reference import torch_reference
 from pocketbert.rules import MIN_CONFIDENT_POSITIONS
@@ -21,7 +21,7 @@ def confident_model(tiny_distilbert_qa):
     loaded = load_qa_model(str(tiny_distilbert_qa))
     with torch.no_grad():
         loaded.model.qa_outputs.weight.mul_(1000)
-    return QAModule(loaded.model.eval()), loaded.tokenizer
+    return TaskModule(loaded.model.eval()), loaded.tokenizer
 
 
 def runner_of(module, transform):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from pocketbert.bench.measure import Baseline, BenchSettings, run_bench, saved_checkpoint
 from pocketbert.bench.report import MB, markdown_table, save_figure
 from pocketbert.errors import PocketbertError, first_line
-from pocketbert.export import export_model, exportable_qa, get_format
+from pocketbert.export import export_model, exportable, get_format
 from pocketbert.export import tflite_signature_name as signature_name
 from pocketbert.fsutil import atomic_dir, atomic_write_text, new_output_folder, write_json
 from pocketbert.manifest import build_manifest, io_entries, read_manifest, tool_versions, write_manifest
@@ -213,7 +213,7 @@ def original_model_and_sample(run: PeerRun):
     """The unmodified model, the inputs the tokenizer hands it, and one tokenised question and context padded to
     the bench length: what the peers' converters trace."""
     loaded = original_model(run.checkpoint)
-    names = exportable_qa(loaded.model).input_names
+    names = exportable(loaded.model).input_names
     sample = {name: torch.from_numpy(values[:1])
               for name, values in validation_inputs(loaded.tokenizer, names, run.seq_len).items()}
     return loaded, names, sample
@@ -267,7 +267,7 @@ def describe_peer(run: PeerRun, folder: Path, format: str, precision: str, artif
         folder, path, format=format, backend=None, precision=precision, inputs=inputs, outputs=outputs,
         sequence={"dynamic": False, "min": run.seq_len, "max": run.seq_len, "lengths": [run.seq_len]},
         source=loaded.source, runtime_settings=exporter.runtime_settings, route=route)
-    manifest["validation"] = exporter.validate(path, manifest, exportable_qa(loaded.model), loaded.tokenizer)
+    manifest["validation"] = exporter.validate(path, manifest, exportable(loaded.model), loaded.tokenizer)
     write_manifest(folder, manifest)
     return manifest
 

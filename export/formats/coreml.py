@@ -8,6 +8,7 @@ the saved spec's inputs, outputs, dtypes and shapes against the manifest.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +20,10 @@ from pocketbert.errors import PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.coreml_mil import EVALUATOR_RUNTIME, load_program
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import QAModule
+from pocketbert.export.task import TaskModule
+from pocketbert.manifest import output_names
 from pocketbert.modeling import encoder_of, load_tokenizer, tokenizer_contract
-from pocketbert.rules import OUTPUT_NAMES
+from pocketbert.tasks import label_names
 
 if TYPE_CHECKING:  # annotations only: coremltools itself is imported lazily
     from coremltools.models import MLModel
@@ -142,7 +144,7 @@ def compress_weights(mlmodel: MLModel, precision: str) -> tuple[MLModel, dict]:
     return cto.linear_quantize_weights(mlmodel, config), facts
 
 
-def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Path) -> None:
+def describe_model(mlmodel, module: TaskModule, options: ExportOptions, folder: Path) -> None:
     """What Xcode's model page and `MLModel.modelDescription` show: the task, every input and output, and the
     tokenizer contract a Swift app must reproduce. The tokenizer files are already in `folder` (the export
     writes them first); the vocabulary ships beside the package, not inside it."""
@@ -150,13 +152,17 @@ def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Pa
     config = module.model.config
     architecture = encoder_of(config).display_name
     checkpoint = config.name_or_path or f"{architecture} with random weights (a pocketbert preset)"
-    contract = tokenizer_contract(load_tokenizer(folder), module.input_names, options.max_seq_len)
+    contract = tokenizer_contract(load_tokenizer(folder), module.input_names, options.max_seq_len, task=module.task)
     vocab_files = sorted(p.name for p in folder.iterdir() if p.name in VOCAB_FILES or p.suffix == ".model")
     lengths = (f"seq from {options.min_seq_len} to {options.max_seq_len}" if options.dynamic
                else f"seq one of {', '.join(map(str, options.seq_lens))}")
 
-    mlmodel.short_description = (f"Extractive question answering ({architecture}, {options.precision}): token ids of "
-                                 "a question and a context in, start and end logits over the positions out.")
+    labels = label_names(config) if not module.task.masked else []
+    mlmodel.short_description = (
+        f"Extractive question answering ({architecture}, {options.precision}): token ids of a question and a context "
+        "in, start and end logits over the positions out." if module.task.masked else
+        f"Text classification ({architecture}, {options.precision}): token ids of a text in, one logit per label out "
+        f"({', '.join(labels)}).")
     mlmodel.author = f"Exported by pocketbert {version} from {checkpoint}"
     mlmodel.license = f"The licence of the source checkpoint ({checkpoint}); pocketbert adds no terms."
     mlmodel.version = f"{version}+{options.precision}"
@@ -172,13 +178,21 @@ def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Pa
                         "context token.",
         "end_logits": "Answer-end logits over the positions, float32 [1, seq]: the answer ends at the highest context "
                       "token at or after the start.",
+        "logits": f"Label logits, float32 [1, {len(labels)}], in this order: {', '.join(labels)}; the label is the "
+                  "highest (softmax gives probabilities).",
     }
+    if not module.task.masked:
+        descriptions["input_ids"] = (f"Token ids, int32 [1, seq] ({lengths}): {contract['template']}, from the "
+                                     f"tokenizer files beside this model; pad with {pad}.")
+        descriptions["token_type_ids"] = "Segment ids, int32 [1, seq]: 0 for every token."
     for name in module.input_names:
         mlmodel.input_description[name] = descriptions[name]
-    for name in OUTPUT_NAMES:
+    for name in module.output_names:
         mlmodel.output_description[name] = descriptions[name]
+    if labels:  # the label names in logit order, read back with coremltools (user_defined_metadata)
+        mlmodel.user_defined_metadata["pocketbert.labels"] = json.dumps(labels)
     mlmodel.user_defined_metadata.update({
-        "pocketbert.task": "extractive question answering (SQuAD v1.1 style spans)",
+        "pocketbert.task": module.task.name,
         "pocketbert.source.checkpoint": str(checkpoint),
         "pocketbert.source.architecture": architecture,
         "pocketbert.precision": options.precision,
@@ -187,7 +201,7 @@ def describe_model(mlmodel, module: QAModule, options: ExportOptions, folder: Pa
         "pocketbert.tokenizer.lower_case": str(contract["lower_case"]).lower(),
         "pocketbert.tokenizer.vocab_files": ", ".join(vocab_files),
         "pocketbert.tokenizer.template": contract["template"],
-        "pocketbert.tokenizer.pair_order": contract["pair_order"],
+        "pocketbert.tokenizer.pair_order": str(contract["pair_order"]),
         "pocketbert.tokenizer.truncation": contract["truncation"],
         "pocketbert.tokenizer.max_seq_len": str(contract["max_seq_len"]),
         "pocketbert.tokenizer.max_query_len": str(contract["max_query_len"]),
@@ -219,7 +233,7 @@ class CoreMLExporter(Exporter):
     precisions = ("fp32", "fp16", "int8", "int4", "palette4", "palette6")
     input_dtype = "int32"
 
-    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+    def export(self, module: TaskModule, options: ExportOptions, path: Path) -> dict:
         ct = require_module("coremltools", "coremltools")
         target, target_reason = resolve_deployment_target(ct, options, len(module.input_names))
         length = max(options.seq_lens)
@@ -237,7 +251,7 @@ class CoreMLExporter(Exporter):
             program, convert_to="mlprogram",
             inputs=[ct.TensorType(name=name, shape=shape, dtype=np.int32) for name in module.input_names],
             # float32 outputs whatever the compute precision: the manifest promises one output dtype.
-            outputs=[ct.TensorType(name=name, dtype=np.float32) for name in OUTPUT_NAMES],
+            outputs=[ct.TensorType(name=name, dtype=np.float32) for name in module.output_names],
             minimum_deployment_target=ct.target[target], compute_precision=compute_precision,
             skip_model_load=True,
         )
@@ -285,7 +299,8 @@ class CoreMLExporter(Exporter):
         why = self.why_not_runnable_here()
         predict, info = (None, None) if why else core_ml_predictor(path, manifest)
         if predict is None or info is None:  # core_ml_predictor returns both or neither
-            predict, info = reference_predictor(path, why or "Core ML could not load the model in this Python")
+            predict, info = reference_predictor(path, why or "Core ML could not load the model in this Python",
+                                                output_names(manifest))
         return Runner(predict, names, batch_one=True, lengths=lengths, info={**info, "spec": checked})
 
 
@@ -299,21 +314,22 @@ def core_ml_predictor(path: Path, manifest: dict):
     if model.__proxy__ is None:
         return None, None
     names = tuple(i["name"] for i in manifest["inputs"])
+    outputs = output_names(manifest)
 
     def predict(feed: dict[str, np.ndarray]):
         out = model.predict({name: feed[name].astype(np.int32) for name in names})
-        return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
+        return tuple(np.asarray(out[name], dtype=np.float32) for name in outputs)
 
     return predict, {"runtime": "coreml", "compute_units": units.name}
 
 
-def reference_predictor(path: Path, why: str):
+def reference_predictor(path: Path, why: str, outputs: list[str]):
     """(predict, info) running the saved ML Program op by op with numpy (export/coreml_mil)."""
     program = load_program(path)
 
     def predict(feed: dict[str, np.ndarray]):
         out = program(feed)
-        return tuple(np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES)
+        return tuple(np.asarray(out[name], dtype=np.float32) for name in outputs)
 
     return predict, {"runtime": EVALUATOR_RUNTIME,
                      "why": f"{why}; the saved program is evaluated instead",

@@ -35,7 +35,7 @@ from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.coreml_mil.executorch_payload import delegate_predictor
 from pocketbert.export.formats.executorch_quant import quantize_weights
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import QAModule
+from pocketbert.export.task import TaskModule
 
 BATCH_ONE_ATTENTION = "pocketbert_batch1_bmm"
 COREML_PRECISIONS = {"fp32": "FLOAT32", "fp16": "FLOAT16"}
@@ -65,7 +65,7 @@ class ExecuTorchExporter(Exporter):
             raise PocketbertError(f"the executorch {backend} backend has no precision '{precision}'; "
                                   f"choose {' or '.join(allowed)}, or --backend {other}")
 
-    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+    def export(self, module: TaskModule, options: ExportOptions, path: Path) -> dict:
         executorch_exir = require_module("executorch.exir", "executorch")
         backend = options.backend or self.backends[0]
         low, high = sequence_range(options)
@@ -96,7 +96,7 @@ class ExecuTorchExporter(Exporter):
             program.write_to_file(handle)
         return facts
 
-    def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
+    def accepted_lengths(self, module: TaskModule, options: ExportOptions) -> dict:
         # Several --seq-len values export one program over the range between them.
         facts = super().accepted_lengths(module, options)
         low, high = sequence_range(options)
@@ -119,8 +119,7 @@ class ExecuTorchExporter(Exporter):
         method = runtime.load_program(Path(path)).load_method("forward")
 
         def predict(feed: dict[str, np.ndarray]):
-            start, end = method.execute([torch.from_numpy(feed[name]) for name in names])
-            return start.numpy(), end.numpy()
+            return tuple(output.numpy() for output in method.execute([torch.from_numpy(feed[name]) for name in names]))
 
         return Runner(predict, names, batch_one=True, lengths=lengths,
                       info={"runtime": "executorch.runtime", "threads": threads or "runtime default",
@@ -190,7 +189,7 @@ def sequence_range(options: ExportOptions) -> tuple[int, int]:
     return min(options.seq_lens), max(options.seq_lens)
 
 
-def xnnpack_friendly_copy(module: QAModule):
+def xnnpack_friendly_copy(module: TaskModule):
     """A copy of `module` whose attention and layer norms lower entirely to XNNPACK (same outputs)."""
     program_module = copy.deepcopy(module)
     # Models with their own attention code (DeBERTa-v2) do not go through transformers' AttentionInterface.
@@ -235,7 +234,7 @@ def batch_one_attention(module, query, key, value, attention_mask, scaling=None,
     scaling = head_dim ** -0.5 if scaling is None else scaling
     q, k, v = (t.reshape(heads, -1, head_dim) for t in (query, key, value))
     scores = torch.bmm(q, k.transpose(1, 2)) * scaling
-    if attention_mask is not None:  # QAModule's [1, 1, 1, seq] additive mask
+    if attention_mask is not None:  # TaskModule's [1, 1, 1, seq] additive mask
         scores = scores + attention_mask.reshape(1, -1, attention_mask.shape[-1])
     out = torch.bmm(torch.softmax(scores, dim=-1), v)
     return out.reshape(1, heads, -1, head_dim).transpose(1, 2), None

@@ -18,9 +18,9 @@ from pocketbert.errors import require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import QAModule
+from pocketbert.export.task import TaskModule
+from pocketbert.manifest import output_names
 from pocketbert.modeling import load_tokenizer, max_sequence_length
-from pocketbert.rules import OUTPUT_NAMES
 from pocketbert.sessions import applied, onnx_session, settings_of
 
 OPSET = 20
@@ -91,7 +91,7 @@ class OnnxExporter(Exporter):
         return {**super().accepted_lengths(module, options),
                 "sequence": {"kind": "range", "min": MIN_LENGTH, "max": max_sequence_length(module.model.config)}}
 
-    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+    def export(self, module: TaskModule, options: ExportOptions, path: Path) -> dict:
         require_module("onnxscript", "onnxscript")
         length = max(options.seq_lens)
         sample = tuple(torch.ones(2, length, dtype=torch.long) for _ in module.input_names)
@@ -100,7 +100,7 @@ class OnnxExporter(Exporter):
         fp32_path = path if options.precision == "fp32" else path.with_name("fp32" + path.suffix)
         program = torch.onnx.export(
             module, sample, dynamo=True, opset_version=OPSET, input_names=list(module.input_names),
-            output_names=list(OUTPUT_NAMES), dynamic_shapes={n: {0: batch, 1: seq} for n in module.input_names},
+            output_names=list(module.output_names), dynamic_shapes={n: {0: batch, 1: seq} for n in module.input_names},
             external_data=False, verbose=False,
         )
         assert program is not None  # dynamo=True always returns the ONNXProgram (None is the legacy exporter's)
@@ -113,7 +113,8 @@ class OnnxExporter(Exporter):
         elif options.precision in self.calibrated_precisions:
             # The export writes the tokenizer into the folder (two levels above onnx/model_int8.onnx) first.
             tokenizer = load_tokenizer(path.parents[1])
-            calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
+            calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration,
+                                              task=module.task)
             quantize = quantize_static_int8 if options.precision == "int8-static" else quantize_static_a16w8
             facts["quantization"] = quantize(fp32_path, path, calibration)
         if fp32_path != path:  # the fp32 graph was only the quantizer's input
@@ -130,10 +131,10 @@ class OnnxExporter(Exporter):
         settings = settings_of(manifest)
         session = cpu_session(path, threads, settings=settings)
         names = tuple(i["name"] for i in manifest["inputs"])
+        outputs = output_names(manifest)
 
         def predict(feed: dict[str, np.ndarray]):
-            start, end = session.run(list(OUTPUT_NAMES), feed)
-            return start, end
+            return tuple(session.run(outputs, feed))
 
         return Runner(predict, names, batch_one=False,
                       info={"providers": session.get_providers(), **applied(settings, threads)})
@@ -144,7 +145,7 @@ class OnnxExporter(Exporter):
             session = cpu_session(path, threads, profile_prefix=str(Path(trace_dir) / "ort"),
                                   settings=settings_of(manifest))
             for _ in range(warmup + runs):
-                session.run(list(OUTPUT_NAMES), feed)
+                session.run(output_names(manifest), feed)
             events = json.loads(Path(session.end_profiling()).read_text())
         # Each session.run is one "model_run" event; the node events inside the timed ones are kept.
         calls = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[warmup:]
@@ -169,7 +170,21 @@ def quantize_dynamic_int8(fp32_path: Path, path: Path) -> None:
     """`--precision int8`: ORT dynamic quantization, s8 weights per output channel (the fastest setting on AVX2 and
     AVX-512 VNNI, `pocketbert bench onnx-int8-settings`), activations quantized to u8 at run time."""
     quantization = require_module("onnxruntime.quantization", "onnxruntime")
+    without_initializer_shapes(fp32_path)
     quantization.quantize_dynamic(str(fp32_path), str(path), weight_type=quantization.QuantType.QInt8, per_channel=True)
+
+
+def without_initializer_shapes(fp32_path: Path) -> None:
+    """Drop the value_info entries of initializers from the quantizer's input graph. The dynamo exporter records every
+    weight's shape there; ORT's dynamic quantizer turns a Gemm with transB (a classifier head on the [CLS] vector)
+    into a MatMul by transposing its weight in place, and its shape inference then fails on the stale entry."""
+    onnx = require_module("onnx", "onnx")
+    model = onnx.load(str(fp32_path))
+    weights = {initializer.name for initializer in model.graph.initializer}
+    kept = [info for info in model.graph.value_info if info.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    onnx.save(model, str(fp32_path))
 
 
 # int8-static quantizes only these ops' inputs and outputs. Measured on the demo's student (96 real dev windows,

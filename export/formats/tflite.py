@@ -25,11 +25,11 @@ from pocketbert.errors import NotRunnableHere, PocketbertError, require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.registry import register_format
-from pocketbert.export.task import MASK_VALUE, QAModule
+from pocketbert.export.task import MASK_VALUE, TaskModule
 from pocketbert.export.tflite_metadata import TASK_LIBRARY_SEQ_LEN, add_qa_metadata, metadata_blockers, runtime_blockers
 from pocketbert.fsutil import raise_if_interrupted
+from pocketbert.manifest import output_names
 from pocketbert.modeling import load_tokenizer
-from pocketbert.rules import OUTPUT_NAMES
 from pocketbert.sessions import applied, settings_of, tflite_interpreter
 
 # Every signature takes these, in this order: the Task Library feeds ids, mask and segment ids.
@@ -57,15 +57,15 @@ def signature_length(name: str) -> int | None:
 
 
 class NamedOutputs(nn.Module):
-    """The QA module with dict outputs: the signatures then name them start_logits / end_logits."""
+    """The task module with dict outputs: the signatures then name them (start_logits / end_logits, or logits)."""
 
-    def __init__(self, qa: QAModule):
+    def __init__(self, module: TaskModule):
         super().__init__()
-        self.qa = qa
+        self.module = module
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return dict(zip(OUTPUT_NAMES, self.qa(*(given[name] for name in self.qa.input_names))))
+        return dict(zip(self.module.output_names, self.module(*(given[name] for name in self.module.input_names))))
 
 
 def quantization_recipe(precision: str) -> list | None:
@@ -229,13 +229,13 @@ def unmasked_softmax_ranges(model: bytes, ranges: dict) -> list[str]:
     return changed
 
 
-def calibration_sets(module: QAModule, options: ExportOptions, folder: Path) -> dict[str, tuple[list, dict]]:
+def calibration_sets(module: TaskModule, options: ExportOptions, folder: Path) -> dict[str, tuple[list, dict]]:
     """Signature name -> (its calibration feeds, one {input: int32 [1, length]} per window; the manifest's record of
     them): real QA windows at each signature's own length, since padding and truncation differ between lengths."""
     tokenizer = load_tokenizer(folder)  # the export writes the tokenizer into the folder first
     sets = {}
     for length in options.seq_lens:
-        calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration)
+        calibration = calibration_windows(tokenizer, module.input_names, length, options.calibration, task=module.task)
         windows = calibration.windows
         # Architectures without segment embeddings accept token_type_ids and ignore it: zeros, as the tokenizer's.
         zeros = np.zeros_like(windows["input_ids"])
@@ -303,10 +303,10 @@ class TfliteExporter(Exporter):
     input_dtype = "int32"
     supports_dynamic_length = False
 
-    def input_names(self, module: QAModule) -> tuple[str, ...]:
+    def input_names(self, module: TaskModule) -> tuple[str, ...]:
         return INPUT_NAMES
 
-    def export(self, module: QAModule, options: ExportOptions, path: Path) -> dict:
+    def export(self, module: TaskModule, options: ExportOptions, path: Path) -> dict:
         litert_torch = require_module("litert_torch", "litert-torch")
         calibration = None
         if options.precision in self.calibrated_precisions:  # first: a file that is not SQuAD JSON fails in seconds
@@ -349,11 +349,11 @@ class TfliteExporter(Exporter):
                 f"the converted model needs {kind} ops {custom_ops}, which stock LiteRT runtimes lack; nothing was "
                 f"written — export another format (onnx, executorch) or report the model architecture"
             )
-        model, task_library = self.with_task_library_metadata(model, path.parent, options, op_versions)
+        model, task_library = self.with_task_library_metadata(model, path.parent, options, op_versions, module)
         path.write_bytes(model)
         return {
             "converter": "litert-torch",
-            "signatures": {signature_name(n): {"length": n, "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),
+            "signatures": {signature_name(n): {"length": n, "inputs": list(INPUT_NAMES), "outputs": list(module.output_names),
                            "subgraph": i} for i, n in enumerate(signature_order(options.seq_lens))},
             "ignored_inputs": [name for name in INPUT_NAMES if name not in module.input_names],
             "op_versions": dict(sorted(op_versions.items())),
@@ -370,8 +370,11 @@ class TfliteExporter(Exporter):
 
     @staticmethod
     def with_task_library_metadata(model: bytes, folder: Path, options: ExportOptions,
-                                   op_versions: dict[str, int]) -> tuple[bytes, dict]:
+                                   op_versions: dict[str, int], module: TaskModule) -> tuple[bytes, dict]:
         """The model with BertQuestionAnswerer metadata where the tokenizer allows, and the manifest's verdict."""
+        if not module.task.masked:
+            return model, {"bert_question_answerer": False, "metadata": False,
+                           "why_not": [f"a {module.task.name} model: BertQuestionAnswerer reads QA models only"]}
         no_metadata = metadata_blockers(folder)
         if not no_metadata:
             inputs, outputs = subgraph_io(model)
@@ -385,7 +388,7 @@ class TfliteExporter(Exporter):
             verdict["why_not"] = blockers
         return model, verdict
 
-    def accepted_lengths(self, module: QAModule, options: ExportOptions) -> dict:
+    def accepted_lengths(self, module: TaskModule, options: ExportOptions) -> dict:
         facts = super().accepted_lengths(module, options)  # each length is its own named signature
         facts["sequence"] = {"kind": "signatures", "signatures": {signature_name(n): n for n in options.seq_lens}}
         return facts
@@ -395,6 +398,7 @@ class TfliteExporter(Exporter):
         settings = settings_of(manifest)
         interpreter, _ = tflite_interpreter(path, settings, threads)
         names = tuple(i["name"] for i in manifest["inputs"])
+        outputs_named = output_names(manifest)
         runners = {}
         for signature, io in interpreter.get_signature_list().items():
             length = signature_length(signature)
@@ -411,7 +415,7 @@ class TfliteExporter(Exporter):
             length = feed[names[0]].shape[1]
             # The Runner hands over int64; the converter made every integer input int32.
             outputs = runners[length](**{name: feed[name].astype(np.int32) for name in names})
-            return outputs[OUTPUT_NAMES[0]], outputs[OUTPUT_NAMES[1]]
+            return tuple(outputs[name] for name in outputs_named)
 
         return Runner(predict, names, batch_one=True, lengths=tuple(sorted(runners)),
                       info={"signatures": [signature_name(n) for n in sorted(runners)], **applied(settings, threads)})
