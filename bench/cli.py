@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pocketbert.bench.report import Goals
+from pocketbert.classification import EVAL_LENGTH as CLASSIFY_LENGTH
 from pocketbert.qa import DOC_STRIDE, MAX_QUERY_LEN, MAX_SEQ_LEN
 from pocketbert.results import MODES
 
@@ -59,7 +60,8 @@ NO_VERIFY_HELP = ("use artifacts whose file no longer matches the sha256 their m
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure size, memory, load time and latency against a BERT-base baseline",
-                       description="Benchmark artifacts and checkpoints, interleaved with a baseline; writes "
+                       description="Benchmark artifacts and checkpoints of one task (question answering or text "
+                                   "classification), interleaved with a baseline of the same head; writes "
                                    "results.json, report.md and PNG plots. `pocketbert bench peers CHECKPOINT` "
                                    "compares our exports with the standard exporters' (see `bench peers -h`); "
                                    "`pocketbert bench onnx-int8-settings ARTIFACT` compares ONNX Runtime int8 "
@@ -71,7 +73,8 @@ def register(sub) -> None:
                      OP_PROFILE: op_profile_parser(p.prog), GEMM: gemm_parser(p.prog)}
     p.add_argument("models", nargs="+", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
     p.add_argument("--baseline", default="bert-base",
-                   help="baseline checkpoint, or the preset bert-base (random weights: cost only; default)")
+                   help="baseline checkpoint with the candidates' task and head, or the preset bert-base (random "
+                        "weights: cost only; built with their head: QA, or a classifier with their labels; default)")
     p.add_argument("--no-baseline", action="store_true", help="measure the given models only")
     p.add_argument("--no-export-baseline", action="store_true",
                    help="baseline on PyTorch eager only (skip exporting it to each candidate's format/precision)")
@@ -82,7 +85,8 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     p.add_argument("--threads", type=int, help="threads for every runtime (default: all usable cores)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                   help="model only and/or end-to-end QA (tokenise + model + decode); default both")
+                   help="model only and/or end-to-end (tokenise + model + decode the answer span, or pick the label); "
+                        "default both")
     p.add_argument("--merge", nargs="+", default=[], metavar="RESULTS_JSON", help="results.json files to join in")
     goals = p.add_argument_group("goals", "targets the report's Goals section judges against, all at --goal-seq-len")
     goals.add_argument("--goal-distil-speedup", type=float, default=Goals.distil_speedup, metavar="X",
@@ -99,24 +103,38 @@ def register(sub) -> None:
     p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=run_bench_cli)
 
-    e = sub.add_parser("eval", help="SQuAD v1.1 EM/F1 of artifacts in their own runtime, next to PyTorch",
-                       description="Evaluate artifacts (or checkpoints) on a SQuAD v1.1 file; flags int8 artifacts "
-                                   "that keep less than 93% of the fp32 F1 (MLPerf Mobile rule). With --out, each "
-                                   "model's predictions.json (the official SQuAD v1.1 script's input), "
-                                   "nbest_predictions.json and question_scores.json go to OUT/predictions/MODEL/. "
-                                   "With --predictions, rescore a saved predictions.json without a model.")
+    e = sub.add_parser("eval", help="dev-set accuracy of artifacts in their own runtime, next to PyTorch: SQuAD v1.1 "
+                                     "EM/F1 (QA) or accuracy/macro-F1 (text classification)",
+                       description="Evaluate artifacts (or checkpoints) of one task, read from each manifest or "
+                                   "config: question answering on a SQuAD v1.1 file (EM/F1), or text classification on "
+                                   "a labelled .jsonl/.csv/.tsv file (accuracy, macro-F1, each label's precision and "
+                                   "recall). Flags artifacts below fp32 that keep less than 93% of the fp32 source's "
+                                   "F1 or accuracy (MLPerf Mobile rule). With --out, each model's predictions go to "
+                                   "OUT/predictions/MODEL/: QA's predictions.json (the official SQuAD v1.1 script's "
+                                   "input), nbest_predictions.json and question_scores.json; a classifier's "
+                                   "predictions.jsonl (gold, predicted, scores per text) and confusion.png. With "
+                                   "--predictions, rescore a saved QA predictions.json without a model.")
     e.add_argument("models", nargs="*", metavar="ARTIFACT_DIR_OR_CHECKPOINT", help=MODELS_HELP)
-    e.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
+    e.add_argument("--data", required=True,
+                   help="QA: a SQuAD v1.1 JSON file (e.g. dev-v1.1.json); classification: labelled text, JSON lines "
+                        '{"text", "label"}, CSV or TSV (SST-2) with a header row')
     e.add_argument("--predictions", metavar="FILE",
                    help="a saved {question id: answer text} file to score against --data instead of running models")
-    e.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help=f"window length (default {MAX_SEQ_LEN})")
-    # None when not given: the default, fitted to the window; a value given must fit (see qa_window_problems).
-    e.add_argument("--doc-stride", type=int, help=f"window overlap (default {DOC_STRIDE}, less in short windows)")
+    # None when not given: the task's default, fitted to each model; a value given must fit (see qa_window_problems).
+    e.add_argument("--max-seq-len", type=int,
+                   help=f"input length: QA window (default {MAX_SEQ_LEN}), or where a classifier's texts are cut "
+                        f"(default {CLASSIFY_LENGTH}); an artifact of fixed lengths runs its longest one up to it")
+    e.add_argument("--doc-stride", type=int, help=f"QA: window overlap (default {DOC_STRIDE}, less in short windows)")
     e.add_argument("--max-query-len", type=int,
-                   help=f"question tokens kept (default {MAX_QUERY_LEN}, at most half a short window)")
+                   help=f"QA: question tokens kept (default {MAX_QUERY_LEN}, at most half a short window)")
+    e.add_argument("--labels", metavar="LABELS_TXT",
+                   help="classification: label names in logit order, one per line (default: the artifact's manifest "
+                        "or the checkpoint's config); every label in --data must be one of them")
+    e.add_argument("--text-column", help='classification: the text column (default "text", else "sentence")')
+    e.add_argument("--label-column", help='classification: the label column (default "label")')
     e.add_argument("--stand-in-questions", type=int, metavar="N",
                    help="score artifacts that only a stand-in runs here (Core ML's numpy reference evaluator off "
-                        "macOS, seconds per window) on the first N questions, beside PyTorch on the same N "
+                        "macOS, seconds per window) on the first N questions (or texts), beside PyTorch on the same N "
                         "(default: all)")
     e.add_argument("--out", help="folder for eval.json and predictions/; a bench output folder gets the scores in its "
                                  "report")
@@ -311,7 +329,6 @@ def run_bench_cli(args) -> int:
 def run_eval_cli(args) -> int:
     from pocketbert.bench.evaluate import describe, evaluate, rescore
     from pocketbert.errors import PocketbertError
-    from pocketbert.qa import QAWindow
 
     if args.predictions:
         if args.models:
@@ -326,13 +343,12 @@ def run_eval_cli(args) -> int:
         if args.out:
             print(f"wrote {args.out}/question_scores.json and {args.out}/rescore.json")
         return 0
-    from pocketbert.options import check_options, qa_window_problems
+    from pocketbert.bench.task_eval import EvalRequest
 
     check_bench_options(args)
-    check_options(*qa_window_problems(args.max_seq_len, args.doc_stride, args.max_query_len))
-    window = QAWindow(args.max_seq_len, DOC_STRIDE if args.doc_stride is None else args.doc_stride,
-                      MAX_QUERY_LEN if args.max_query_len is None else args.max_query_len)
-    report = evaluate(args.models, args.data, window,
+    request = EvalRequest(args.max_seq_len, args.doc_stride, args.max_query_len, args.labels, args.text_column,
+                          args.label_column)
+    report = evaluate(args.models, args.data, request,
                       out=args.out, stand_in_questions=args.stand_in_questions, verify=not args.no_verify)
     for entry in report["entries"]:
         print(describe(entry))

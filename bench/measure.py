@@ -8,6 +8,9 @@ Method, so the figures can be judged:
   so a noisy neighbour slows all models alike instead of whichever ran during the noise.
 - Efficiency is encoder FLOPs / latency over this machine's GEMM peak in the artifact's own precision
   (fp32, bf16 or int8), each measured at the same thread count: an int8 model is judged against int8 kernels.
+- One run compares models of one task (pocketbert/tasks.py), each timed on that task's real inputs
+  (pocketbert/reference.py: a question/context window, or a text), against a baseline with the same head: the
+  preset bert-base is built as a *ForQuestionAnswering, or a *ForSequenceClassification with the classifier's labels.
 """
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import export_model, format_names
 from pocketbert.fsutil import atomic_dir, new_output_folder
 from pocketbert.manifest import MANIFEST_NAME, artifact_verification, read_manifest, verification_env
-from pocketbert.modeling import PRESETS, load_qa_model
+from pocketbert.modeling import PRESETS, load_model
 from pocketbert.qa import QAExample, QAWindow, decode_answers, prepare_features
-from pocketbert.reference import validation_inputs
+from pocketbert.reference import text_rows, validation_inputs
 from pocketbert.results import (
     EAGER_FORMAT,
     MODES,
@@ -47,6 +50,7 @@ from pocketbert.results import (
     save_results,
 )
 from pocketbert.sessions import applied, settings_of
+from pocketbert.tasks import QUESTION_ANSWERING, TEXT_CLASSIFICATION, Task
 
 DEFAULT_BASELINE = "bert-base"
 BASELINE_CACHE = "baseline-cache"
@@ -55,7 +59,8 @@ PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 INTEGER_GEMM_PRECISIONS = {"int8-static": "int8", "int4": "int8"}
 INT8_ENGINES = ("fbgemm", "onednn")  # torch's quantized engines whose best int8 GEMM is the int8 peak
 
-# End-to-end mode answers one real question: tokenise, run, decode the span.
+# End-to-end mode answers one real question (tokenise, run, decode the span), or for a classifier labels one real
+# text, the same question's context (tokenise, run, pick the label).
 E2E_EXAMPLE = QAExample(
     "e2e", "When did the bridge reopen to traffic?",
     "The old stone bridge over the river Ouse was closed in the spring of 2019 after engineers found deep "
@@ -67,16 +72,29 @@ E2E_EXAMPLE = QAExample(
 )
 
 
-def model_inputs(tokenizer, input_names, length: int) -> dict[str, np.ndarray]:
-    """One real tokenised question/context window, padded to `length`: {name: int64 [1, length]}."""
-    return {name: array[:1] for name, array in validation_inputs(tokenizer, input_names, length).items()}
+E2E_TEXT = E2E_EXAMPLE.context
 
 
-def timed_call(runner, tokenizer, mode: str, length: int):
-    """A no-argument function doing one model call (mode "model") or one full QA answer (mode "e2e")."""
+def model_inputs(tokenizer, input_names, length: int, task: Task = QUESTION_ANSWERING) -> dict[str, np.ndarray]:
+    """The task's first real validation input (a question/context window, or a text), padded to `length`:
+    {name: int64 [1, length]}."""
+    return {name: array[:1] for name, array in validation_inputs(tokenizer, input_names, length, task).items()}
+
+
+def timed_call(runner, tokenizer, mode: str, length: int, task: Task = QUESTION_ANSWERING):
+    """A no-argument function doing one model call (mode "model") or one full use of the model (mode "e2e": a QA
+    answer decoded from its span, or a classifier's label and its probability)."""
     if mode == "model":
-        inputs = model_inputs(tokenizer, runner.input_names, length)
+        inputs = model_inputs(tokenizer, runner.input_names, length, task)
         return lambda: runner(inputs)
+    if not task.masked:
+        def label():
+            logits, = runner(text_rows(tokenizer, [E2E_TEXT], runner.input_names, length))
+            scores = np.exp(logits[0] - logits[0].max())
+            best = int(scores.argmax())
+            return best, float(scores[best] / scores.sum())
+
+        return label
 
     def answer():
         features = prepare_features(tokenizer, [E2E_EXAMPLE], QAWindow(length))
@@ -182,7 +200,9 @@ def _import_load_path(target: Target) -> None:
             pass  # loading names the missing package
     if target.format == EAGER_FORMAT:
         # lazy on purpose: resolve transformers' lazy module before the RSS reference, so the model is not charged with it
-        from transformers import AutoModelForQuestionAnswering  # noqa: F401
+        import transformers  # lazy: as above
+
+        getattr(transformers, target.task.head)
 
 
 def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
@@ -198,7 +218,7 @@ def probe_in_this_process(path: str, threads: int, seq_len: int) -> dict:
     except NotRunnableHere as reason:
         return {"status": "not_measurable", "reason": str(reason)}
     load_ms = 1000 * (time.perf_counter() - start)
-    call = timed_call(runner, tokenizer, "model", seq_len)
+    call = timed_call(runner, tokenizer, "model", seq_len, target.task)
     start = time.perf_counter()
     call()
     first_ms = 1000 * (time.perf_counter() - start)
@@ -224,35 +244,81 @@ def probe(target: Target, threads: int, seq_len: int) -> dict:
 
 def baseline_targets(baseline: str, candidates: list[Target], cache: Path, export_baseline: bool,
                      lengths: list[int]) -> list[Target]:
-    """The baseline in PyTorch eager, and (unless told not to) exported like each candidate artifact."""
+    """The baseline in PyTorch eager, and (unless told not to) exported like each candidate artifact, with the
+    candidates' head (pocketbert/tasks.py): a preset is built with their task (a classifier's with their label names,
+    so the same label count); a checkpoint must have that head already, else one line."""
+    head_of = candidates[0]  # run_bench lets only candidates of one head share a baseline (check_one_head)
     random_weights = baseline in PRESETS
     label = f"{baseline} (random weights)" if random_weights else Path(baseline).name
-    targets = [open_target(saved_checkpoint(baseline, cache) if random_weights else baseline, "baseline",
-                           f"{label} pytorch")]
+    source = saved_checkpoint(baseline, cache, head_of.task, head_of.labels) if random_weights else baseline
+    targets = [open_target(source, "baseline", f"{label} pytorch")]
+    if targets[0].head != head_of.head:
+        raise PocketbertError(f"baseline '{baseline}' is a {targets[0].head} model but the candidates are "
+                              f"{head_of.head}; pass --baseline with a checkpoint of that head, or the preset bert-base")
     targets[0].random_weights = random_weights
     if not export_baseline:
         return targets
+    # A preset's QA baseline is exported from the preset itself, as always; any other from the checkpoint timed above.
+    exported_from = baseline if random_weights and head_of.task.masked else source
+    prefix = "" if head_of.task.masked else f"{_head_slug(head_of)}-"
     wanted: dict[tuple, Target] = {}
     for c in candidates:
         if c.format != EAGER_FORMAT:
             wanted.setdefault((c.format, c.precision, c.backend), c)
     for (format, precision, backend), like in sorted(wanted.items(), key=lambda kv: str(kv[0])):
-        folder = _exported_baseline(baseline, like, cache / f"{format}-{precision}-{backend or 'default'}", lengths)
+        folder = _exported_baseline(exported_from, like,
+                                    cache / f"{prefix}{format}-{precision}-{backend or 'default'}", lengths)
         target = open_target(folder, "baseline", f"{label} {format}/{precision}")
         target.random_weights = random_weights
         targets.append(target)
     return targets
 
 
-def saved_checkpoint(preset: str, cache: Path) -> str:
-    """A preset written once as a checkpoint, so its file and gzip sizes are real bytes on disk."""
-    folder = cache / f"{preset}-checkpoint"
-    if not (folder / "config.json").is_file():
-        loaded = load_qa_model(preset)
+def _head_slug(target: Target) -> str:
+    """The head in a folder name: question-answering, or text-classification-5-labels."""
+    return target.task_name + (f"-{len(target.labels)}-labels" if target.labels is not None else "")
+
+
+def check_one_head(candidates: list[Target], baseline: str | None) -> None:
+    """Refuse, in one line, candidates of different tasks (and, where a baseline is timed, classifiers of different
+    label counts): one bench run compares models of one task against one baseline with that same head."""
+    tasks: dict[str, list[str]] = {}
+    heads: dict[str, list[str]] = {}
+    for t in candidates:
+        tasks.setdefault(t.task_name, []).append(t.label)
+        heads.setdefault(t.head, []).append(t.label)
+    def groups(by: dict[str, list[str]]) -> str:
+        return "; ".join(f"{', '.join(labels)} {'are' if len(labels) > 1 else 'is'} {head}" for head, labels in by.items())
+
+    if len(tasks) > 1:
+        raise PocketbertError(f"bench compares models of one task, but {groups(tasks)}; run `pocketbert bench` once "
+                              "for each task")
+    if baseline and len(heads) > 1:
+        raise PocketbertError(f"bench times candidates against one baseline with their head, but {groups(heads)}; run "
+                              "`pocketbert bench` once for each label count, or pass --no-baseline")
+
+
+def saved_checkpoint(preset: str, cache: Path, task: Task = QUESTION_ANSWERING, labels: list[str] | None = None) -> str:
+    """A preset written once as a checkpoint with the head of `task` (a classifier's with `labels`, in logit order),
+    so its file and gzip sizes are real bytes on disk."""
+    labels = list(labels or ("LABEL_0", "LABEL_1")) if task is TEXT_CLASSIFICATION else None
+    folder = cache / (f"{preset}-checkpoint" if task.masked else f"{preset}-{task.name}-{len(labels or ())}-labels")
+    config = folder / "config.json"
+    if not config.is_file() or (labels is not None and _saved_labels(config) != labels):
+        loaded = load_model(preset, task=task, labels=labels)
         with atomic_dir(folder, force=True) as tmp:
             loaded.model.save_pretrained(str(tmp))
             loaded.tokenizer.save_pretrained(str(tmp))
     return str(folder)
+
+
+def _saved_labels(config: Path) -> list[str] | None:
+    """The label names of a saved checkpoint's config.json, in logit order (None where unreadable)."""
+    try:
+        id2label = json.loads(config.read_text()).get("id2label") or {}
+        return [str(id2label[str(i)]) for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
 
 
 def _intact(folder: Path) -> bool:
@@ -272,8 +338,10 @@ def _exported_baseline(baseline: str, like: Target, folder: Path, lengths: list[
         covers = (cached["sequence"]["max"] >= max(seq_lens) if seq["dynamic"]
                   else set(seq_lens) <= set(cached["sequence"]["lengths"]))
         same_calibration = cached["options"].get("calibration") == like.manifest["options"].get("calibration")
-        if (cached["source"]["checkpoint"] == baseline and cached["sequence"]["dynamic"] == seq["dynamic"] and covers
-                and same_calibration):
+        # The manifest names a local checkpoint by its resolved path, a preset or hub id as given.
+        exported_from = baseline if baseline in PRESETS or not Path(baseline).is_dir() else str(Path(baseline).resolve())
+        if (cached["source"]["checkpoint"] == exported_from and cached["sequence"]["dynamic"] == seq["dynamic"]
+                and covers and same_calibration):
             return folder  # exporting BERT-base again costs minutes; the cached one is the same artifact
     # A statically quantized candidate's own calibration file calibrates the baseline too, so both see the same data.
     export_model(baseline, like.format, folder, precision=like.precision, seq_lens=seq_lens, dynamic=seq["dynamic"],
@@ -334,13 +402,14 @@ def run_bench(models: list[str], out: str | Path, settings: BenchSettings = Benc
     # An output place that cannot be written fails first; a failed run leaves none.
     with artifact_verification(verify), new_output_folder(out) as out:
         candidates = open_targets(models)
+        check_one_head(candidates, baseline.checkpoint)
         extras = [load_results(path) for path in merge]
         targets = plan_targets(candidates, out, settings, baseline)
         records, runners, tokenizers = probe_targets(targets, settings)
         assert settings.threads is not None  # checked() fills in every usable core
         peaks = measure_peaks(settings.threads)
         records += measure_latency(targets, runners, tokenizers, settings, peaks)
-        return write_results(out, records, settings, baseline, goals, peaks, extras)
+        return write_results(out, records, settings, baseline, goals, peaks, extras, candidates[0].task)
 
 
 def plan_targets(candidates: list[Target], out: Path, settings: BenchSettings, baseline: Baseline) -> list[Target]:
@@ -416,14 +485,15 @@ def measure_latency(targets: list[Target], runners: dict, tokenizers: dict, sett
 
 
 def write_results(out: Path, records: list[dict], settings: BenchSettings, baseline: Baseline, goals: Goals,
-                  peaks: dict[str, float], extras: list[dict]) -> dict:
+                  peaks: dict[str, float], extras: list[dict], task: Task = QUESTION_ANSWERING) -> dict:
     """results.json (joined with the --merge files), report.md and the plots."""
-    results = new_results({
+    e2e = {"e2e_question": E2E_EXAMPLE.question} if task.masked else {"e2e_text": E2E_TEXT}
+    results = new_results({"task": task.name,
         "warmup": settings.warmup, "runs": settings.runs, "threads": settings.threads, "interleaved": True,
         "seq_lens": list(settings.seq_lens), "sweep": list(settings.sweep), "modes": list(settings.modes),
         "baseline": baseline.checkpoint, "export_baseline": baseline.exported,
         "peak_matmul_gflops": peaks["fp32"], "peak_gflops_by_precision": peaks, "matmul_size": MATMUL_SIZE,
-        "e2e_question": E2E_EXAMPLE.question, "statistic_for_ratios": RATIO_STATISTIC, "goals": asdict(goals)}, records)
+        **e2e, "statistic_for_ratios": RATIO_STATISTIC, "goals": asdict(goals)}, records)
     for extra in extras:
         results = merge_results(results, extra)
     save_results(out / RESULTS_NAME, results)
@@ -433,7 +503,7 @@ def write_results(out: Path, records: list[dict], settings: BenchSettings, basel
 
 def _interleaved(group, mode, length, warmup, runs, runners, tokenizers, progress) -> dict:
     """Milliseconds per call for each target, calling them in turn A B A B ...; a failure becomes its reason."""
-    calls = {t.label: timed_call(runners[t.label], tokenizers[t.label], mode, length) for t in group}
+    calls = {t.label: timed_call(runners[t.label], tokenizers[t.label], mode, length, t.task) for t in group}
     return interleave(calls, warmup, runs, progress)
 
 

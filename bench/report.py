@@ -63,6 +63,7 @@ def render_report(results: dict, plots: Sequence[str] = ()) -> str:
     machine = results.get("machine", {})
     ok = [r for r in records if r["status"] == "ok" and r["latency_ms"] and timing_is_real(r)]
     main_lens = settings.get("seq_lens") or sorted({r["seq_len"] for r in ok if r["seq_len"]})
+    tasks = sorted({r["task"] for r in records}) or [settings.get("task") or "question-answering"]
     parts = [
         "# pocketbert benchmark",
         f"Created {results.get('created')} on {machine.get('cpu')} ({machine.get('cores')} cores, "
@@ -71,7 +72,8 @@ def render_report(results: dict, plots: Sequence[str] = ()) -> str:
         f"Warm-up {settings.get('warmup')} + {settings.get('runs')} runs, {settings.get('threads')} threads, models "
         f"interleaved A B A B; GEMM peaks {_peaks(settings)}. Latencies in ms; "
         f"ratios and efficiency use the {settings.get('statistic_for_ratios', RATIO_STATISTIC).replace('_', ' ')} "
-        "(middle 80% of runs). Timings on a shared machine are noisy: compare rows of the same run only.",
+        "(middle 80% of runs). Timings on a shared machine are noisy: compare rows of the same run only. "
+        f"Task: {', '.join(tasks)} (candidates are compared only with a baseline of the same task and head).",
     ]
 
     sized: dict[tuple, dict] = {}
@@ -128,8 +130,8 @@ def render_report(results: dict, plots: Sequence[str] = ()) -> str:
                            r["device"]["emulated"].get("cpu"), " ".join(r["device"].get("cpu_features") or []) or "-",
                            r["status"]] for r in emulated])]
     parts += ["## Goals", _goals(records, same, reference, Goals(**settings.get("goals", {})))]
-    if results.get("eval"):
-        parts += ["## Accuracy (SQuAD v1.1)", render_eval_table(results["eval"])]
+    for title, table in eval_tables(results.get("eval") or []):
+        parts += [f"## Accuracy ({title})", table]
     missing = [r for r in records if r["status"] != "ok"]
     if missing:
         parts += ["## Not measured", markdown_table(["model", "runtime", "precision", "seq", "mode", "status", "reason"],
@@ -165,17 +167,22 @@ def _goals(records, same, reference, goals: Goals) -> str:
     return "\n".join(lines) or f"No measurement matches a goal's conditions (fp32 / int8 at seq {n} with a baseline)."
 
 
+def eval_tables(entries: list[dict]) -> list[tuple[str, str]]:
+    """(title, Markdown table) per task among eval entries: the task's metrics beside PyTorch's, the headline metric
+    kept (F1, accuracy) and the MLPerf int8 verdict; columns from each task's TaskEval (bench/task_eval.py)."""
+    from pocketbert.bench.task_eval import by_task  # lazy: `pocketbert --help` imports this module
+
+    return [(evaluation.title, markdown_table(evaluation.table_header(), [evaluation.table_row(e) for e in group]))
+            for evaluation, group in by_task(entries)]
+
+
 def render_eval_table(entries: list[dict]) -> str:
-    """The accuracy table of eval entries: EM/F1 beside PyTorch's, the F1 kept and the MLPerf int8 verdict."""
-    rows = []
-    for e in entries:
-        ref = e.get("reference") or {}
-        rows.append([e["model"], e["format"], e["precision"], e["seq_len"], _fmt(e["exact_match"], 2), _fmt(e["f1"], 2),
-                     _fmt(ref.get("exact_match"), 2), _fmt(ref.get("f1"), 2),
-                     "-" if e.get("f1_retained") is None else f"{100 * e['f1_retained']:.1f}%", e.get("verdict", "-"),
-                     e["count"]])
-    return markdown_table(["model", "format", "precision", "seq", "EM", "F1", "PyTorch EM", "PyTorch F1", "F1 kept",
-                   "MLPerf int8 rule", "questions"], rows)
+    """The accuracy table(s) of eval entries (see eval_tables), one per task, each under its task's title when the
+    entries hold more than one task."""
+    tables = eval_tables(entries)
+    if len(tables) == 1:
+        return tables[0][1]
+    return "\n\n".join(f"### {title}\n\n{table}" for title, table in tables)
 
 
 def write_plots(results: dict, out: Path) -> list[str]:

@@ -15,7 +15,7 @@ from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import COREML_EVALUATOR_RUNTIME as EVALUATOR_RUNTIME
 from pocketbert.export import Runner, exportable, format_class, load_artifact
 from pocketbert.fsutil import gzip_size
-from pocketbert.manifest import MANIFEST_NAME, read_manifest
+from pocketbert.manifest import MANIFEST_NAME, manifest_task, read_manifest
 from pocketbert.modeling import (
     PRESETS,
     check_tokenizer_fits,
@@ -23,11 +23,12 @@ from pocketbert.modeling import (
     embedded_teacher_dir,
     encoder_shape,
     load_config,
-    load_qa_model,
+    load_model,
     load_tokenizer,
     preset_config,
 )
 from pocketbert.results import EAGER_FORMAT, EAGER_RUNTIME
+from pocketbert.tasks import DEFAULT_TASK, TASKS, Task, label_names, task_of_config
 
 EAGER_RUNTIME_MODULE = "torch"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -52,6 +53,18 @@ class Target:
     encoder: dict | None  # {"layers", "hidden", "intermediate"} for FLOP counts
     manifest: dict | None = None
     extra: dict = field(default_factory=dict)
+    task_name: str = DEFAULT_TASK.name  # what the model is for (pocketbert/tasks.py): its outputs, inputs, head
+    labels: list[str] | None = None  # a classifier's label names in logit order (None for QA)
+
+    @property
+    def task(self) -> Task:
+        """The target's task (pocketbert/tasks.py)."""
+        return TASKS[self.task_name]
+
+    @property
+    def head(self) -> str:
+        """The task and, for a classifier, its label count, in words: what a baseline must share with a candidate."""
+        return self.task_name + (f" with {len(self.labels)} labels" if self.labels is not None else "")
 
     @property
     def runtime(self) -> str:
@@ -70,7 +83,7 @@ class Target:
     def record_fields(self) -> dict:
         """The fields of a results record that describe the target itself (model, format, runtime, precision,
         sizes); the caller adds the settings and the measurement."""
-        return {"model": self.label, "role": self.role, "artifact": self.path, "format": self.format,
+        return {"model": self.label, "role": self.role, "artifact": self.path, "task": self.task_name, "format": self.format,
                 "runtime": self.runtime, "backend": self.backend, "precision": self.precision,
                 "random_weights": self.random_weights, "parameters": self.parameters,
                 "file_bytes": self.file_bytes, "gzip_bytes": self.gzip_bytes}
@@ -85,7 +98,7 @@ def open_target(spec: str | Path, role: str = "candidate", label: str | None = N
     path = Path(spec)
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         return _artifact_target(path, role, label, sizes)
-    if spec in PRESETS:
+    if spec in PRESETS:  # a preset candidate is timed with the default (question-answering) head, as load_model makes it
         config = preset_config(spec)
         return Target(label or f"{spec} (random weights)", role, spec, EAGER_FORMAT, "fp32", None, None,
                       config.max_position_embeddings, None, True, None, None, encoder_shape(config))
@@ -97,9 +110,11 @@ def open_target(spec: str | Path, role: str = "candidate", label: str | None = N
     config = load_config(spec)  # a corrupt or mistyped config.json is one line, before anything runs
     check_tokenizer_fits(load_tokenizer(spec), config, spec)  # and so is a missing, degenerate or oversized tokenizer
     weights = [p for p in sorted(path.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+    task = task_of_config(config) or DEFAULT_TASK  # a bare encoder loads with the default head, as load_model does
     return Target(label or path.name, role, spec, EAGER_FORMAT, "fp32", None, None, config.max_position_embeddings,
                   None, False, sum(p.stat().st_size for p in weights) or None,
-                  (sum(gzip_size(p) for p in weights) or None) if sizes else None, encoder_shape(config))
+                  (sum(gzip_size(p) for p in weights) or None) if sizes else None, encoder_shape(config),
+                  task_name=task.name, labels=label_names(config) if not task.masked else None)
 
 
 def open_targets(specs, sizes: bool = True) -> list[Target]:
@@ -121,19 +136,22 @@ def _artifact_target(folder: Path, role: str, label: str | None, sizes: bool) ->
     if accepted.get("kind") == "range":  # the file takes every length up to its end, not only those exported at
         lengths, max_len = None, accepted["max"]
     source = manifest.get("source", {})
+    task = manifest_task(manifest)
+    labels = None if task.masked else list(manifest.get("labels") or
+                                           [f"LABEL_{i}" for i in range(manifest["outputs"][0]["shape"][-1])])
     return Target(
         label or f"{folder.name}", role, str(folder), manifest["format"], manifest["precision"],
         manifest.get("backend"), lengths, max_len,
         manifest.get("parameters"), bool(source.get("random_weights")), manifest["file_bytes"],
         gzip_size(artifact) if sizes else None,
-        source.get("encoder"), manifest,
+        source.get("encoder"), manifest, task_name=task.name, labels=labels,
     )
 
 
 def encoder_flops(encoder: dict | None, seq_len: int) -> int | None:
     """Encoder FLOPs for one sequence: per layer 8nd² (Q,K,V,O) + 4ndi (FFN) + 4n²d (scores, weighted sum).
 
-    With the standard i = 4d this is the usual 24nd² + 4n²d; embeddings and the QA head are negligible.
+    With the standard i = 4d this is the usual 24nd² + 4n²d; embeddings and the task head are negligible.
     """
     if not encoder:
         return None
@@ -167,9 +185,9 @@ def load_timed_runner(target: Target, threads: int | None = None):
     if stand_in(runner):
         assert target.manifest is not None  # only an artifact has a stand-in runtime
         check = target.manifest.get("validation") or {}
+        agreement = ", ".join(f"{key} {share:.0%}" for key, share in (check.get("argmax_agreement") or {}).items())
         numbers = (f"; its check against the original model: max |diff| {check['max_abs_diff']:.1e}, argmax agreement "
-                   f"start {check['argmax_agreement']['start']:.0%} end {check['argmax_agreement']['end']:.0%}"
-                   if check.get("ran") else "")
+                   f"{agreement}" if check.get("ran") else "")
         raise NotRunnableHere(f"{target.runtime} cannot run here ({runner.info.get('why') or 'not this platform'}); "
                               f"the {stand_in(runner)} checks outputs only, its timings are not {target.runtime}'s"
                               f"{numbers}")
@@ -177,17 +195,17 @@ def load_timed_runner(target: Target, threads: int | None = None):
 
 
 def pytorch_runner(checkpoint: str, threads: int | None = None):
-    """The checkpoint in PyTorch eager, wrapped like the exports (TaskModule, inference mode) as a Runner: the
-    reference every artifact is compared with."""
+    """The checkpoint in PyTorch eager with the head of its task, wrapped like the exports (TaskModule, inference
+    mode) as a Runner returning the task's outputs in order: the reference every artifact is compared with."""
     if threads:
         torch.set_num_threads(threads)
-    loaded = load_qa_model(checkpoint)
+    loaded = load_model(checkpoint)
     module = exportable(loaded.model)
 
     def predict(feed: dict[str, np.ndarray]):
         with torch.inference_mode():
-            start, end = module(*(torch.from_numpy(feed[name]) for name in module.input_names))
-        return start.numpy(), end.numpy()
+            outputs = module(*(torch.from_numpy(feed[name]) for name in module.input_names))
+        return tuple(output.numpy() for output in outputs)
 
     return Runner(predict, tuple(module.input_names), batch_one=False,
                   info={"parameters": count_parameters(loaded.model), "threads": torch.get_num_threads()})

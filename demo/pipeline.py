@@ -90,7 +90,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
-    _check_same_settings(out, settings)
+    check_same_settings(out, settings)
     step = StepRunner(out / TIMINGS, "demo")
 
     s = settings
@@ -153,7 +153,7 @@ def run_demo(out: str | Path = OUT, fresh: bool = False, settings: DemoSettings 
     return report
 
 
-def _check_same_settings(out: Path, settings: DemoSettings) -> None:
+def check_same_settings(out: Path, settings) -> None:
     """Finished steps are reused by their outputs, so a rerun must have the settings (and recipe) they were made
     with: otherwise e.g. exports of one recipe's student would be reused for another's."""
     recorded, current = out / SETTINGS, json.loads(json.dumps(asdict(settings)))

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
 
+from pocketbert.classification import classification_scores
 from pocketbert.data.labelled_text import ClassifyData
 from pocketbert.distill.losses import classification_distillation_loss
 from pocketbert.distill.trainer import PaddingCollator, RunTrainer, build_trainer, load_pretrained, prepare_run_dir, train_and_save
@@ -107,26 +107,6 @@ class ClassifyTrainer(RunTrainer):
             for row, key in enumerate(keys):
                 self.teacher_cache[key] = logits[row].cpu()
         return torch.stack([self.teacher_cache[key] for key in keys]).to(text["input_ids"].device)
-
-
-def classification_scores(gold: list[int], predicted: list[int], labels: list[str]) -> dict:
-    """Accuracy and macro-F1 in percent (F1 averaged over the labels that occur in gold or predictions, as
-    scikit-learn's macro average), with each label's precision, recall, F1 and support."""
-    gold_ids, predicted_ids = np.asarray(gold), np.asarray(predicted)
-    per_label: dict[str, dict] = {}
-    f1s: list[float] = []  # of the labels that occur
-    for index, name in enumerate(labels):
-        true_pos = int(((predicted_ids == index) & (gold_ids == index)).sum())
-        n_pred, n_gold = int((predicted_ids == index).sum()), int((gold_ids == index).sum())
-        precision = true_pos / n_pred if n_pred else 0.0
-        recall = true_pos / n_gold if n_gold else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[name] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
-                           "f1": round(100 * f1, 2), "support": n_gold}
-        if n_pred or n_gold:
-            f1s.append(f1)
-    return {"accuracy": 100 * float((gold_ids == predicted_ids).mean()) if len(gold_ids) else 0.0,
-            "macro_f1": 100 * float(np.mean(f1s)) if f1s else 0.0, "count": int(len(gold_ids)), "per_label": per_label}
 
 
 @torch.no_grad()

@@ -274,7 +274,7 @@ def measure(target: AndroidTarget, bundle, runners: dict[str, Path]) -> dict:
         return {**parse_benchmark_model(output, bundle.config["warmup"]), "runtime": runtime, "outputs": None, **outcome(None)}
     parsed = parse_executor_runner(output, bundle.config["warmup"])
     outputs = []
-    for index in range(2):
+    for index in range(len(bundle.config["outputs"])):  # executor_runner writes output-0.bin ... in the graph's order
         local = bundle.folder / f"device_output-{index}.bin"
         target.pull(target.path(bundle.name, f"output-{index}.bin"), local)
         outputs.append(np.fromfile(local, dtype=np.float32))

@@ -4,8 +4,9 @@ ONNX artifacts run in onnxruntime-web (WASM), .tflite artifacts in LiteRT.js, bo
 installs into .node/web (never from the internet). The bundle is served from 127.0.0.1 on an ephemeral port with
 COOP `same-origin` + COEP `require-corp`, so the page is cross-origin isolated and WASM threads work. The page
 (web/device.html) times the fixed inputs with performance.now() using the bundle's warm-up and runs, runs every
-window of bundle.json's "eval" and "judge" entries one row at a time, and PUTs its logits back to the server,
-which saves them as .npy in the bundle folder; the host judges them through bundle.py like any other device.
+row of bundle.json's "eval" and "judge" entries one at a time, and PUTs its outputs back to the server, fetched from
+the runtime by the output names bundle.json lists (the task's: start_logits and end_logits, or logits) and saved as
+one .npy per name in the bundle folder; the host judges them through bundle.py like any other device.
 
 These are real timings of this machine's CPU through the browser's WASM engine, not emulation: the rows carry no
 `emulated` mark and sit in latency tables and plots under their own device (`browser:chromium` + browser version).
@@ -35,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from pocketbert.errors import PocketbertError
-from pocketbert.manifest import read_manifest
+from pocketbert.manifest import manifest_task, read_manifest
 from pocketbert.mobile_harness.bundle import check_judge_outputs, check_outputs, outcome
 from pocketbert.mobile_harness.linux import HostTarget
 from pocketbert.mobile_harness.run import run_on_device
 from pocketbert.mobile_harness.targets import DEFAULT_TIMEOUT_S, DeviceLost, Target, TargetOptions, register_target
 from pocketbert.results import latency_stats, machine_info
+from pocketbert.tasks import QUESTION_ANSWERING
 
 WEB_DIR = Path(__file__).with_name("web")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +64,6 @@ WEB_RUNTIMES = {"onnx": "onnxruntime-web", "tflite": "litert.js"}
 # (format, precision) -> why the web runtime cannot run it: found by running tiny artifacts of each precision in
 # Chromium 156 with onnxruntime-web 1.30.0 and @litertjs/core 2.5.3 (tests/test_device_browser.py keeps them honest).
 REFUSED_PRECISIONS: dict[tuple[str, str], str] = {}
-DEVICE_OUTPUTS = ("device_start_logits.npy", "device_end_logits.npy")
 RESULT_NAME = "result.json"
 
 
@@ -379,8 +380,8 @@ class BrowserTarget(Target):
             return {"status": "not_measurable", "runtime": runtime, "reason": refused}
         chromium, server, _ = self._started()
         config = bundle.config
-        writable = [RESULT_NAME, *DEVICE_OUTPUTS] + [name for key in ("eval", "judge")
-                                                     for name in (config.get(key) or {}).get("outputs", [])]
+        writable = [RESULT_NAME, *config["device_outputs"]] + [name for key in ("eval", "judge")
+                                                               for name in (config.get(key) or {}).get("outputs", [])]
         for name in writable:
             (bundle.folder / name).unlink(missing_ok=True)
         base = server.mount(bundle.name, bundle.folder, tuple(writable))
@@ -403,7 +404,7 @@ class BrowserTarget(Target):
         # The rulebook decides on the judge windows where the bundle has them, else on the timed input's logits.
         checked = check_judge_outputs(bundle) if config.get("judge") else None
         if checked is None:
-            checked = check_outputs([np.load(bundle.folder / name) for name in DEVICE_OUTPUTS], bundle)
+            checked = check_outputs([np.load(bundle.folder / name) for name in config["device_outputs"]], bundle)
         page_facts = data["device"]
         return {"runtime": data["runtime"], "load_ms": data["load_ms"], "first_ms": data["first_ms"],
                 "latency_ms": latency_stats(data["latencies_ms"], warmup=data["warmup"]),
@@ -454,6 +455,10 @@ def serve_qa_page(artifact: str | Path, port: int = 0, threads: int | None = Non
     The page cuts windows as `pocketbert eval` does (`max_seq_len` is eval's --max-seq-len, default 384)."""
     folder = Path(artifact)
     manifest = read_manifest(folder)
+    if manifest_task(manifest) is not QUESTION_ANSWERING:
+        raise PocketbertError(f"'{folder}' is a {manifest_task(manifest).name} artifact; the web page answers questions "
+                              "with question-answering artifacts only (time or judge this one with `pocketbert device "
+                              "run --target browser:chromium`)")
     refused = refusal(manifest["format"], manifest["precision"])
     if refused:
         raise PocketbertError(refused)

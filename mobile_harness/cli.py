@@ -26,15 +26,11 @@ def parse_runners(values: list[str]) -> dict[str, Path]:
 
 
 def describe_device_eval(entry: dict) -> str:
-    """One printed line for a device --eval entry: EM/F1 on the device beside this host's, or why there are none."""
-    where = entry["device"]["target"]
-    if entry["status"] != "ok":
-        return f"eval {entry['model']} {entry['format']}/{entry['precision']} on {where}: {entry['reason']}"
-    host = entry["host"] or {}
-    beside = f"; on this host EM {host['exact_match']:.2f} F1 {host['f1']:.2f}" if "f1" in host else \
-        f"; not on this host ({host.get('reason')})"
-    return (f"eval {entry['model']} {entry['format']}/{entry['precision']} on {where}: EM {entry['exact_match']:.2f} "
-            f"F1 {entry['f1']:.2f} on {entry['count']} questions{beside}")
+    """One printed line for a device --eval entry: the task's metrics on the device (EM/F1, accuracy/macro-F1) beside
+    this host's and the PyTorch fp32 source's share, or why there are none (bench/task_eval.py words it)."""
+    from pocketbert.bench.task_eval import evaluation_of
+
+    return evaluation_of(entry).describe_device(entry)
 
 
 def list_command(args) -> int:
@@ -162,10 +158,13 @@ def register(subparsers) -> None:
                      help="ssh: extra -o options, e.g. IdentityFile=~/.ssh/board")
     run.add_argument("--workdir", help="folder on the device for bundles (default per target)")
     run.add_argument("--timeout", type=float, default=1800, help="seconds one device command may take (default 1800)")
-    run.add_argument("--eval", metavar="DEV.json",
-                     help="also score SQuAD v1.1 EM/F1 through each artifact on the target (host, ssh, board, "
-                          "browser), beside the same artifact's on this host")
-    run.add_argument("--max-questions", type=int, help="with --eval: only the first N questions (emulation is slow)")
+    run.add_argument("--eval", metavar="DEV_DATA",
+                     help="also score each artifact's dev accuracy through the target (host, ssh, board, browser), "
+                          "beside the same artifact on this host and its PyTorch source: SQuAD v1.1 JSON for QA "
+                          "(EM/F1), labelled text .jsonl/.csv/.tsv for a classifier (accuracy/macro-F1), as "
+                          "`pocketbert eval --data` takes it")
+    run.add_argument("--max-questions", type=int,
+                     help="with --eval: only the first N questions or texts (emulation is slow)")
     run.add_argument("--no-verify", action="store_true",
                      help="push artifacts whose file no longer matches the sha256 their manifest recorded at export "
                           "(by default such a file is refused: it changed or was cut short)")

@@ -7,10 +7,11 @@ opens the artifact with the runtime settings its manifest records, as every host
     python3 device_runner.py BUNDLE_DIR
     python3 device_runner.py --facts      (only print what the device says about itself)
 
-It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the timed input warm-up + N times, runs the judge windows
-once each (and, when bundle.json has "eval", every question window) and saves their logits, reads what the device
-says about itself, and writes BUNDLE_DIR/result.json (raw timings). The host judges the logits by the rulebook and
-scores EM/F1: the device only runs.
+It reads BUNDLE_DIR/bundle.json, loads the artifact, runs the timed input warm-up + N times, runs the judge inputs
+once each (and, when bundle.json has "eval", every eval window) and saves their outputs, one .npy per output name
+bundle.json lists (start_logits and end_logits for QA, logits for a classifier), reads what the device says about
+itself, and writes BUNDLE_DIR/result.json (raw timings). The host judges the outputs by the rulebook and scores
+them: the device only runs.
 """
 from __future__ import annotations
 
@@ -203,15 +204,18 @@ def peak_rss_bytes() -> int | None:
 
 
 def run_windows(run, bundle: Path, inputs: dict, outputs: list[str]) -> None:
-    """Every window once, one at a time as on a phone; the logits are saved for the host to judge or score."""
+    """Every row once, one at a time as on a phone; output i of every row is saved as [rows, scores] float32 into
+    `outputs`[i] (the files bundle.json names, in its output order) for the host to judge or score."""
     windows = {name: np.load(bundle / file) for name, file in inputs.items()}
-    starts, ends = [], []
+    rows: list[list[np.ndarray]] = [[] for _ in outputs]
     for row in range(len(next(iter(windows.values())))):
-        start, end = run({name: value[row:row + 1] for name, value in windows.items()})[:2]
-        starts.append(np.asarray(start, np.float32).reshape(1, -1))
-        ends.append(np.asarray(end, np.float32).reshape(1, -1))
-    for file, logits in zip(outputs, (starts, ends)):
-        np.save(bundle / file, np.concatenate(logits))
+        returned = run({name: value[row:row + 1] for name, value in windows.items()})
+        if len(returned) < len(outputs):
+            raise SystemExit(f"the artifact returned {len(returned)} outputs, bundle.json names {len(outputs)}")
+        for collected, value in zip(rows, returned):
+            collected.append(np.asarray(value, np.float32).reshape(1, -1))
+    for file, collected in zip(outputs, rows):
+        np.save(bundle / file, np.concatenate(collected))
 
 
 def main(bundle: Path) -> dict:

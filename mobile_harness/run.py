@@ -14,6 +14,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pocketbert.bench.task_eval import (
+    EvalRequest,
+    TaskEval,
+    common_labels,
+    models_named,
+    one_task,
+    run_batched,
+    source_checkpoint,
+    task_eval,
+)
 from pocketbert.errors import NotRunnableHere, PocketbertError
 from pocketbert.export import load_artifact
 from pocketbert.fsutil import check_replaceable, gzip_size
@@ -21,7 +31,6 @@ from pocketbert.manifest import artifact_verification, read_manifest
 from pocketbert.mobile_harness.bundle import Bundle, EvalSet, bundle_bytes, make_bundle, model_name
 from pocketbert.mobile_harness.targets import DeviceLost, Target
 from pocketbert.modeling import load_tokenizer
-from pocketbert.qa import decode_answers, load_squad, require_gold_answers, squad_scores
 from pocketbert.results import (
     RESULTS_NAME,
     baseline_ratios,
@@ -32,7 +41,8 @@ from pocketbert.results import (
     save_results,
     timing_is_real,
 )
-from pocketbert.rules import compare_logits, tolerance_for
+from pocketbert.rules import compare_logits, output_key, tolerance_for
+from pocketbert.tasks import QUESTION_ANSWERING
 
 SPACE_MARGIN = 1.2  # room for the runner's own outputs and the file system's rounding
 
@@ -42,7 +52,8 @@ def to_record(bundle: Bundle, measured: dict, device: dict, threads: int | None)
     manifest = bundle.manifest
     artifact = bundle.source / manifest["artifact"]
     return make_record(
-        model=model_name(manifest), role=bundle.role, artifact=str(bundle.source), format=manifest["format"],
+        model=model_name(manifest), role=bundle.role, artifact=str(bundle.source), task=bundle.config["task"],
+        format=manifest["format"],
         runtime=measured.get("runtime") or bundle.runtime, backend=manifest.get("backend"),
         precision=manifest["precision"], seq_len=bundle.config["seq_len"], mode="model", threads=threads,
         device={**device, **(measured.get("device_facts") or {}), "target": device["target"]},
@@ -71,8 +82,10 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
 
     `verify=False` (--no-verify): push artifacts whose file no longer matches their manifest's sha256.
 
-    With `eval_data` (SQuAD v1.1 JSON) each artifact also answers its first `max_questions` questions on the
-    device; EM/F1 there and from the same artifact on this host go into results.json's "eval" entries.
+    With `eval_data` (the artifacts' task's dev data, as `pocketbert eval --data` takes it: SQuAD v1.1 JSON, or
+    labelled text for classifiers) each artifact also runs the first `max_questions` examples on the device; the
+    host scores what it returns by the task's evaluation (bench/task_eval.py: EM/F1, accuracy/macro-F1) beside the
+    same artifact on this host and its PyTorch fp32 source, into results.json's "eval" entries.
     `warmup` / `runs` unset: 10 and 50, or 0 and 1 on an emulated target with `eval_data` (see timing_runs).
     The target is closed however the run ends: the host target's temp folder goes also after bad input.
     """
@@ -90,7 +103,8 @@ def run_on_device(target: Target, artifacts: list[str | Path], out: str | Path, 
         with artifact_verification(verify):
             for folder, _ in items:
                 read_manifest(folder)  # every folder (and its file's sha256) is checked before the device is touched
-            eval_set = load_eval_set(eval_data, max_questions) if eval_data is not None else None
+            eval_set = load_eval_set(eval_data, max_questions, [folder for folder, _ in items]) \
+                if eval_data is not None else None
             return _run(target, items, out, warmup, runs, threads, seq_len, runners or {}, eval_set)
     finally:
         target.close()
@@ -107,11 +121,20 @@ def timing_runs(target: Target, eval_data, warmup: int | None, runs: int | None)
             runs if runs is not None else 1 if skip else DEFAULT_RUNS)
 
 
-def load_eval_set(data: str | Path, max_questions: int | None) -> EvalSet:
-    """The first `max_questions` SQuAD v1.1 questions of `data` for --eval; refused when one has no gold answer."""
+def load_eval_set(data: str | Path, max_questions: int | None, artifacts: list[Path] | None = None) -> EvalSet:
+    """The first `max_questions` examples of `data` for --eval, read and checked as `pocketbert eval` reads the
+    artifacts' task's dev data (SQuAD v1.1 when no artifacts are named): one line for a question without a gold
+    answer, a label the artifacts do not predict, data of another task, or artifacts of two tasks or label sets."""
     if max_questions is not None and max_questions < 1:
         raise PocketbertError("--max-questions must be at least 1")
-    return EvalSet(require_gold_answers(load_squad(data)[:max_questions], data), str(data))
+    if artifacts:
+        from pocketbert.bench.runtimes import open_target  # lazy: only --eval reads the artifacts' task and labels
+
+        targets = [open_target(folder, sizes=False) for folder in artifacts]
+        evaluation, labels, named = one_task(targets), common_labels(targets), models_named(targets)
+    else:
+        evaluation, labels, named = task_eval(QUESTION_ANSWERING), None, "the artifacts"
+    return EvalSet(evaluation.load(data, EvalRequest(), labels, named, limit=max_questions), str(data), evaluation)
 
 
 def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, runs: int, threads: int | None,
@@ -120,6 +143,7 @@ def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, 
     device = {"target": target.spec, **target.info(), "threads": threads}
     settings = {"target": target.spec, "warmup": warmup, "runs": runs, "threads": threads, "output_checks": {}}
     done: list[dict] = []
+    references: dict[tuple, dict] = {}  # (source checkpoint, length) -> its PyTorch scores, once per run
     with tempfile.TemporaryDirectory(prefix="pocketbert-bundles-") as staging:
         progress = tqdm(items, desc=f"device {target.spec}", unit="artifact")
         for index, (folder, role) in enumerate(progress):
@@ -136,7 +160,7 @@ def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, 
             record = to_record(bundle, measured, device, threads)
             settings["output_checks"][f"{role}:{folder}"] = {**(measured.get("outputs") or {}),
                                                              "expected_from": bundle.config["expected_from"]}
-            evals = [score_on_device(bundle, eval_set, record)] if eval_set is not None else []
+            evals = [score_on_device(bundle, eval_set, record, references)] if eval_set is not None else []
             merge_into(out, settings, [record], evals)
             done.append(record)
         progress.close()
@@ -144,29 +168,48 @@ def _run(target: Target, items: list[tuple[Path, str]], out: Path, warmup: int, 
     return done
 
 
-def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict) -> dict:
-    """EM/F1 from the logits the device returned for every window, beside the same artifact's on this host."""
+def score_on_device(bundle: Bundle, eval_set: EvalSet, record: dict, references: dict | None = None) -> dict:
+    """The task's metrics (EM/F1, accuracy/macro-F1) from the outputs the device returned for every eval input, beside
+    the same artifact's on this host and its PyTorch fp32 source's, whose share of the headline metric the rulebook
+    judges as `pocketbert eval` does. `references` caches the source's scores across bundles of one run."""
+    evaluation, examples = eval_set.evaluation, eval_set.examples
     features = eval_set.features(load_tokenizer(bundle.source), bundle.config["seq_len"])
-    entry = {"model": record["model"], "artifact": record["artifact"], "format": record["format"],
-             "runtime": record["runtime"], "precision": record["precision"], "seq_len": record["seq_len"],
-             "data": eval_set.data, "random_weights": record["random_weights"], "device": record["device"],
-             "count": len(eval_set.examples), "exact_match": None, "f1": None, "host": None, "logits_vs_host": None,
-             "f1_retained": None, "verdict": "-"}
+    entry = {"model": record["model"], "task": evaluation.task.name, "artifact": record["artifact"],
+             "format": record["format"], "runtime": record["runtime"], "precision": record["precision"],
+             "seq_len": record["seq_len"], "data": eval_set.data, "random_weights": record["random_weights"],
+             "device": record["device"], "count": evaluation.count(examples), **evaluation.empty_scores(),
+             "host": None, "logits_vs_host": None, "reference": None, evaluation.retained_key: None, "verdict": "-"}
     outputs = [bundle.folder / name for name in (bundle.config["eval"] or {}).get("outputs", [])]
     if record["status"] != "ok" or not outputs or not all(path.is_file() for path in outputs):
         return {**entry, "status": "not_measurable",
-                "reason": record["reason"] or f"{record['device']['target']} returned no logits for the questions"}
-    device_logits = [np.load(path) for path in outputs]
-    entry.update(squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *device_logits)))
+                "reason": record["reason"] or f"{record['device']['target']} returned no outputs for the eval inputs"}
+    device_outputs = [np.load(path) for path in outputs]
+    entry.update(evaluation.score(examples, evaluation.decode(examples, features, device_outputs)))
     try:
         runner = load_artifact(bundle.source, bundle.manifest)
-        host_logits = runner({name: features[name] for name in runner.input_names})
-        entry["host"] = squad_scores(eval_set.examples, decode_answers(eval_set.examples, features, *host_logits))
-        # Where F1 differs, this says whether the kernels differ a little (near-tied spans) or a lot.
-        entry["logits_vs_host"] = compare_logits(device_logits, host_logits, tolerance_for(record["precision"]))
+        host_outputs = run_batched(runner, features, f"eval {record['model']} {record['format']} on this host")
+        entry["host"] = evaluation.summary(evaluation.score(examples, evaluation.decode(examples, features, host_outputs)))
+        # Where the scores differ, this says whether the kernels differ a little (near ties) or a lot.
+        entry["logits_vs_host"] = compare_logits(device_outputs, host_outputs, tolerance_for(record["precision"]),
+                                                 names=[output_key(name) for name in bundle.config["outputs"]])
     except NotRunnableHere as reason:
         entry["host"] = {"reason": str(reason)}
-    return {**entry, "status": "ok", "reason": None}
+    checkpoint = source_checkpoint(bundle.manifest)
+    if checkpoint is not None:
+        key = (checkpoint, record["seq_len"])
+        cache = references if references is not None else {}
+        if key not in cache:
+            cache[key] = source_scores(evaluation, checkpoint, examples, features)
+        entry["reference"] = {"checkpoint": checkpoint, **cache[key]}
+    return evaluation.judge({**entry, "status": "ok", "reason": None})
+
+
+def source_scores(evaluation: TaskEval, checkpoint: str, examples, features: dict) -> dict:
+    """The metrics of the model an artifact came from (eager PyTorch fp32 on this host) on the same eval inputs."""
+    from pocketbert.bench.runtimes import pytorch_runner  # lazy: only --eval with the source at hand loads it
+
+    outputs = run_batched(pytorch_runner(checkpoint), features, f"eval {checkpoint} (PyTorch)")
+    return evaluation.summary(evaluation.score(examples, evaluation.decode(examples, features, outputs)))
 
 
 def check_space(target: Target, bundle: Bundle) -> None:

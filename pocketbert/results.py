@@ -36,6 +36,8 @@ TRIM_FRACTION = 0.1  # the trimmed mean keeps the middle 80%, as the ExecuTorch 
 # Every record carries every key, so readers never need .get() guesses; None means "not measured".
 RECORD_DEFAULTS = {
     "model": None, "role": "candidate", "artifact": None, "format": None, "runtime": None, "backend": None,
+    # What the model is for (pocketbert/tasks.py); results from before tasks existed were all question-answering.
+    "task": "question-answering",
     "precision": "fp32", "seq_len": None, "mode": "model", "threads": None, "device": None,
     "random_weights": False, "parameters": None, "file_bytes": None, "gzip_bytes": None,
     "peak_rss_bytes": None, "import_rss_bytes": None, "load_ms": None, "first_ms": None, "latency_ms": None, "flops": None,
@@ -45,8 +47,8 @@ RECORD_DEFAULTS = {
 }
 # Two records with equal values here measure the same thing; a merge keeps the newer one.
 IDENTITY_KEYS = ("model", "role", "artifact", "format", "runtime", "backend", "precision", "seq_len", "mode", "threads")
-# A baseline is comparable with a candidate when it ran on the same device, runtime and precision.
-COMPARABLE_KEYS = ("runtime", "backend", "precision", "seq_len", "mode", "threads")
+# A baseline is comparable with a candidate when it ran the same task on the same device, runtime and precision.
+COMPARABLE_KEYS = ("task", "runtime", "backend", "precision", "seq_len", "mode", "threads")
 
 
 # --- latency statistics over timed runs (warm-up runs already discarded by the caller) --------------------
@@ -244,12 +246,13 @@ def baseline_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> li
 
 
 def reference_ratios(records: list[dict], statistic: str = RATIO_STATISTIC) -> list[dict]:
-    """Each measured candidate against the baseline's fp32 PyTorch eager row on this host (the 6x goal)."""
+    """Each measured candidate against the baseline's fp32 PyTorch eager row of the same task on this host (the 6x
+    goal)."""
     references: dict[tuple, dict] = {}
     for r in records:
         if (r["role"] == "baseline" and r["status"] == "ok" and r["format"] == EAGER_FORMAT
                 and r["precision"] == "fp32" and r["device"] is None):
-            references.setdefault((r["seq_len"], r["mode"], r["threads"]), r)
+            references.setdefault((r["task"], r["seq_len"], r["mode"], r["threads"]), r)
     return [comparison(r, references[key], statistic) for r in records
             if r["role"] == "candidate" and r["status"] == "ok" and timing_is_real(r)
-            and (key := (r["seq_len"], r["mode"], r["threads"])) in references]
+            and (key := (r["task"], r["seq_len"], r["mode"], r["threads"])) in references]

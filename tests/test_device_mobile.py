@@ -177,7 +177,8 @@ def artifact_factory(tmp_path, monkeypatch):
               for n in ("input_ids", "attention_mask")]
         write_manifest(folder, {
             "schema": MANIFEST_SCHEMA, "task": "question-answering", "format": fmt, "backend": None,
-            "precision": "fp32", "artifact": f"model{suffix}", "inputs": io, "outputs": [],
+            "precision": "fp32", "artifact": f"model{suffix}", "inputs": io,
+            "outputs": [{"name": n, "dtype": "float32", "shape": [1, SEQ]} for n in ("start_logits", "end_logits")],
             "sequence": {"dynamic": False, "min": SEQ, "max": SEQ, "lengths": [SEQ]}, "parameters": 1000,
             "file_bytes": 1800, "source": {"checkpoint": role_checkpoint, "preset": None, "random_weights": True},
         })

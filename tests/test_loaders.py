@@ -8,6 +8,10 @@ never inside ours. A random-weight model's logits are nearly flat, so each loade
 starts and ends in the Task Library, 15-token answers in the HF pipeline) would pick different spans out of
 noise; the tiny student is first trained on the slice for a few seconds so that its best spans are clear, the
 case these loaders are built for.
+
+Text classification alike: a tiny classifier trained for a few seconds on ten labelled texts, opened by optimum's
+text-classification pipeline, transformers.js's and the Task Library's BertNLClassifier, must pick our runtime's label
+(the argmax of the artifact's logits) on every text; the Core ML package carries the label names in its metadata.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_LABELS, build_once, build_tiny_classifier_checkpoint
 
 from pocketbert.bench.evaluate import predict_nbest
 from pocketbert.export.api import export_model
-from pocketbert.export.registry import get_format
+from pocketbert.export.registry import get_format, load_artifact
+from pocketbert.export.tflite_metadata import labels_blockers
 from pocketbert.manifest import read_manifest
 from pocketbert.modeling import load_tokenizer
 from pocketbert.qa import QAWindow, best_answers, load_squad, normalize_answer, prepare_features
@@ -225,3 +231,184 @@ def test_task_library_verdict_names_what_is_missing(student, tmp_path):
     assert len(verdict["why_not"]) == 2
     assert "dynamic-range int8" in verdict["why_not"][0] and "--precision fp16" in verdict["why_not"][0]
     assert verdict["why_not"][1] == "it feeds exactly 384 tokens; add --seq-len 384"
+
+
+# Text classification ------------------------------------------------------------------------------------------------
+
+LABELLED_TEXTS = [
+    ("The central bank raised interest rates to curb inflation.", "business"),
+    ("Shares in the carmaker fell after weak quarterly profits.", "business"),
+    ("The film won three awards at the festival.", "entertainment"),
+    ("The singer announced a new album and a world tour.", "entertainment"),
+    ("Parliament voted on the budget bill after a long debate.", "politics"),
+    ("The prime minister called an early general election.", "politics"),
+    ("The striker scored twice in the cup final.", "sport"),
+    ("The tennis champion lost in the first round.", "sport"),
+    ("A new phone chip doubles battery life.", "tech"),
+    ("The software update fixes a security flaw in browsers.", "tech"),
+]
+# Texts it never saw: the loaders must agree with our runtime there too, whatever it picks.
+UNSEEN_TEXTS = ["Who knows what this is about?", "Rates, films and goals.", "The minister opened a chip factory."]
+TEXTS = [text for text, _ in LABELLED_TEXTS] + UNSEEN_TEXTS
+CLASSIFIER_STEPS = 30  # all ten texts right after ~25 at this learning rate
+# Two TFLite signatures: the Task Library runs subgraph 0 (seq64) and cuts texts at its length.
+CLASSIFIER_TFLITE_LENGTHS = (64, 128)
+
+
+def train_classifier(folder: Path) -> Path:
+    """The tiny DistilBERT classifier trained on LABELLED_TEXTS until each text's label stands out."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    build_tiny_classifier_checkpoint(folder / "random")
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(folder / "random")
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder / "random"))
+    batch = tokenizer([text for text, _ in LABELLED_TEXTS], padding=True, return_tensors="pt")
+    labels = torch.tensor([TINY_LABELS.index(label) for _, label in LABELLED_TEXTS])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.train()
+        for _ in range(CLASSIFIER_STEPS):
+            optimizer.zero_grad()
+            model(**batch, labels=labels).loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval().save_pretrained(str(folder / "trained"))
+    tokenizer.save_pretrained(str(folder / "trained"))
+    return folder / "trained"
+
+
+@pytest.fixture(scope="module")
+def classifier_student(tmp_path_factory) -> Path:
+    """Trained once per run, whichever worker asks first."""
+    return build_once(tmp_path_factory, "loaders-classifier-student", train_classifier)
+
+
+@pytest.fixture(scope="module")
+def classifier_exports(classifier_student, tmp_path_factory, export_once):
+    root = tmp_path_factory.mktemp("classifier-exports")
+    folders = {}
+    for format_name, precision in (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16")):
+        folders[format_name, precision] = root / f"{format_name}-{precision}"
+        lengths = CLASSIFIER_TFLITE_LENGTHS if format_name == "tflite" else (64,)
+        export_once(classifier_student, format_name, folders[format_name, precision], precision=precision,
+                    seq_lens=lengths)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def texts_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("texts") / "texts.json"
+    path.write_text(json.dumps(TEXTS))
+    return path
+
+
+def our_classifications(folder: Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Our prediction path for a classifier: the artifact in its own runtime (load_artifact -> Runner), the tokenizer
+    contract ([CLS] text [SEP], cut at the longest accepted length, padded to the shortest that fits), and the
+    manifest's label of the highest logit. Returns those labels and the logits [texts, labels]."""
+    manifest = read_manifest(folder)
+    runner = load_artifact(folder, manifest, threads=1)
+    tokenizer = load_tokenizer(folder)
+    longest = max(runner.lengths) if runner.lengths else manifest["tokenizer_contract"]["max_seq_len"]
+    rows = []
+    for text in texts:
+        ids = tokenizer(text, truncation=True, max_length=longest)["input_ids"]
+        length = min(n for n in runner.lengths if n >= len(ids)) if runner.lengths else len(ids)
+        pad = length - len(ids)
+        feed = {"input_ids": np.array([ids + [tokenizer.pad_token_id] * pad]),
+                "attention_mask": np.array([[1] * len(ids) + [0] * pad]),
+                "token_type_ids": np.zeros((1, length), dtype=np.int64)}
+        rows.append(runner(feed)[0][0])
+    logits = np.stack(rows)
+    return [manifest["labels"][i] for i in logits.argmax(axis=-1)], logits
+
+
+def labels_file_of(folder: Path) -> list[str]:
+    return (folder / "labels.txt").read_text(encoding="utf-8").splitlines()
+
+
+def test_classifier_student_labels_the_texts(classifier_exports):
+    """The comparison means something only if the labels differ from text to text, mostly the right ones."""
+    ours, _ = our_classifications(classifier_exports["onnx", "fp32"], TEXTS)
+    right = sum(label == gold for label, (_, gold) in zip(ours, LABELLED_TEXTS))
+    assert right >= len(LABELLED_TEXTS) - 1 and len(set(ours)) >= 4, ours
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_optimum_classifies_like_our_runtime(classifier_exports, texts_file, precision):
+    folder = classifier_exports["onnx", precision]
+    theirs = run_json([require(OPTIMUM_PYTHON, "optimum's venv"), SCRIPTS / "optimum_classify.py", folder, texts_file])
+    ours, logits = our_classifications(folder, TEXTS)
+    assert theirs["labels"] == labels_file_of(folder) == list(TINY_LABELS)  # config.json's id2label, in logit order
+    assert theirs["top"] == ours, f"optimum ({precision}) labelled differently from our runtime"
+    np.testing.assert_allclose(np.array(theirs["logits"]), logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_transformers_js_classifies_like_our_runtime(classifier_exports, texts_file, precision):
+    folder = classifier_exports["onnx", precision]
+    require(NODE_MODULES / "@huggingface" / "transformers", "transformers.js")
+    theirs = run_json(["node", SCRIPTS / "transformers_js_classify.cjs", NODE_MODULES, folder.parent, folder.name,
+                       texts_file])
+    ours, _ = our_classifications(folder, TEXTS)
+    assert theirs["labels"] == labels_file_of(folder)
+    assert theirs["top"] == ours, f"transformers.js ({precision}) labelled differently from our runtime"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_task_library_bert_nl_classifier_classifies_like_our_runtime(classifier_exports, texts_file, precision):
+    folder = classifier_exports["tflite", precision]
+    manifest = read_manifest(folder)
+    assert manifest["graph"]["task_library"] == {"bert_nl_classifier": True, "metadata": True, "subgraph_0": "seq64"}
+    result = run_json([require(TFLITE_SUPPORT_PYTHON, "tflite-support's venv"), SCRIPTS / "task_library_classify.py",
+                       folder / manifest["artifact"], texts_file])
+    ours, logits = our_classifications(folder, TEXTS)
+    assert result["top"] == ours, f"BertNLClassifier ({precision}) labelled differently from our runtime"
+    # It names the labels from the packed labels.txt, and its scores are our logits as they are (no softmax).
+    assert all(list(scores) == labels_file_of(folder) for scores in result["scores"])
+    np.testing.assert_allclose([list(scores.values()) for scores in result["scores"]], logits, atol=1e-3)
+
+    # Read back by tflite-support itself: the names the library looks up, the tokenizer, the label file.
+    subgraph = result["metadata"]["subgraph_metadata"][0]
+    assert [t["name"] for t in subgraph["input_tensor_metadata"]] == ["ids", "mask", "segment_ids"]
+    [output] = subgraph["output_tensor_metadata"]
+    assert output["name"] == "probability"
+    assert output["associated_files"] == [{"name": "labels.txt", "type": "TENSOR_AXIS_LABELS",
+                                           "description": output["associated_files"][0]["description"]}]
+    tokenizer = subgraph["input_process_units"][0]
+    assert tokenizer["options_type"] == "BertTokenizerOptions"
+    assert tokenizer["options"]["vocab_file"][0]["name"] == "vocab.txt"
+    assert sorted(result["packed_files"]) == ["labels.txt", "vocab.txt"]
+
+
+def test_task_library_classifier_verdict_names_what_is_missing(classifier_student, export_once, tmp_path):
+    """Any length will do for BertNLClassifier (no 384 rule), but not dynamic-range int8, which tflite-support 0.4.4
+    computes wrongly (every text got the same scores): the file still carries the metadata and the manifest says why."""
+    manifest = export_once(classifier_student, "tflite", tmp_path / "int8", precision="int8", seq_lens=(64,))
+    verdict = manifest["graph"]["task_library"]
+    assert verdict["bert_nl_classifier"] is False and verdict["metadata"] is True and verdict["subgraph_0"] == "seq64"
+    [why] = verdict["why_not"]
+    assert "same scores" in why and "--precision fp16 or fp32" in why
+    assert labels_blockers(tmp_path, "labels.txt") == [
+        "no labels.txt beside the artifact to pack into it (it would name labels 0, 1, ...)"]
+
+
+def test_core_ml_classifier_carries_its_labels(tiny_distilbert_classifier, export_once, tmp_path):
+    """coremltools reads the label names back from the package's metadata, equal to labels.txt; the output stays the
+    "logits" multiarray every format shares (a Core ML classifier, ClassifierConfig, would replace it: docs/apps.md)."""
+    import coremltools as ct
+
+    folder = tmp_path / "coreml"
+    manifest = export_once(tiny_distilbert_classifier, "coreml", folder, seq_lens=(64,))
+    model = ct.models.MLModel(str(folder / manifest["artifact"]), skip_model_load=True)
+    assert json.loads(model.user_defined_metadata["pocketbert.labels"]) == labels_file_of(folder) == manifest["labels"]
+    assert model.user_defined_metadata["pocketbert.task"] == "text-classification"
+    description = model.get_spec().description
+    [output] = description.output
+    assert output.name == "logits" and list(output.type.multiArrayType.shape) == [1, len(TINY_LABELS)]
+    assert description.predictedFeatureName == "" and ", ".join(TINY_LABELS) in output.shortDescription

@@ -78,8 +78,9 @@ def profile_target(target: Target, seq_len: int, warmup: int, runs: int, threads
 
 
 def one_window(target: Target, input_names, seq_len: int) -> dict:
-    """The first real QA window of the validation text, `seq_len` tokens, as {input name: int64 [1, seq_len]}."""
-    windows = validation_inputs(tokenizer_for(target), input_names, seq_len)
+    """The first real validation input of the target's task (a QA window, or a text), `seq_len` tokens, as
+    {input name: int64 [1, seq_len]}."""
+    windows = validation_inputs(tokenizer_for(target), input_names, seq_len, target.task)
     return {name: windows[name][:1] for name in input_names}
 
 

@@ -26,7 +26,14 @@ from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.calibration import calibration_windows
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import MASK_VALUE, TaskModule
-from pocketbert.export.tflite_metadata import TASK_LIBRARY_SEQ_LEN, add_qa_metadata, metadata_blockers, runtime_blockers
+from pocketbert.export.tflite_metadata import (
+    TASK_LIBRARY_SEQ_LEN,
+    add_classifier_metadata,
+    add_qa_metadata,
+    labels_blockers,
+    metadata_blockers,
+    runtime_blockers,
+)
 from pocketbert.fsutil import raise_if_interrupted
 from pocketbert.manifest import output_names
 from pocketbert.modeling import load_tokenizer
@@ -371,19 +378,28 @@ class TfliteExporter(Exporter):
     @staticmethod
     def with_task_library_metadata(model: bytes, folder: Path, options: ExportOptions,
                                    op_versions: dict[str, int], module: TaskModule) -> tuple[bytes, dict]:
-        """The model with BertQuestionAnswerer metadata where the tokenizer allows, and the manifest's verdict."""
-        if not module.task.masked:
-            return model, {"bert_question_answerer": False, "metadata": False,
-                           "why_not": [f"a {module.task.name} model: BertQuestionAnswerer reads QA models only"]}
+        """The model with Task Library metadata where the tokenizer allows (BertQuestionAnswerer's for QA,
+        BertNLClassifier's with labels.txt packed in for classifiers), and the manifest's verdict."""
+        question_answering = module.task.masked
         no_metadata = metadata_blockers(folder)
+        if not question_answering:
+            no_metadata += labels_blockers(folder, module.task.labels_file)
         if not no_metadata:
             inputs, outputs = subgraph_io(model)
-            model = add_qa_metadata(model, inputs, outputs, folder / "vocab.txt",
-                                    f"Extractive QA, {options.precision}: logits over the tokens of [CLS] question "
-                                    f"[SEP] context [SEP] for the answer's first and last token.")
-        blockers = no_metadata + runtime_blockers(folder, options.precision, options.seq_lens, op_versions)
-        verdict = {"bert_question_answerer": not blockers, "metadata": not no_metadata,
-                   "subgraph_0": signature_name(signature_order(options.seq_lens)[0])}
+            if question_answering:
+                model = add_qa_metadata(model, inputs, outputs, folder / "vocab.txt",
+                                        f"Extractive QA, {options.precision}: logits over the tokens of [CLS] question "
+                                        f"[SEP] context [SEP] for the answer's first and last token.")
+            else:
+                labels_file = str(module.task.labels_file)
+                model = add_classifier_metadata(model, inputs, outputs, folder / "vocab.txt", folder / labels_file,
+                                                f"Text classification, {options.precision}: logits of [CLS] text [SEP] "
+                                                f"over the labels of {labels_file} (one a line, in logit order); the "
+                                                f"label is the one with the highest.")
+        blockers = no_metadata + runtime_blockers(folder, options.precision, options.seq_lens, op_versions,
+                                                  question_answering=question_answering)
+        verdict = {"bert_question_answerer" if question_answering else "bert_nl_classifier": not blockers,
+                   "metadata": not no_metadata, "subgraph_0": signature_name(signature_order(options.seq_lens)[0])}
         if blockers:
             verdict["why_not"] = blockers
         return model, verdict

@@ -1,10 +1,12 @@
 // The browser's device runner: what device_runner.py does on a board, done in the page.
 //
 // Reads BUNDLE/bundle.json (the `bundle` query parameter names the served bundle folder), loads the artifact,
-// runs the fixed inputs (first run, warm-up, timed runs with performance.now()), then every window of the
-// "eval" and "judge" entries one row at a time, and sends everything back to the host: the logits as raw
-// float32 (saved there as .npy beside bundle.json, where the host judges them) and result.json with the timings
-// and what the browser says about itself. window.pocketbertDone is set when the host may read the results.
+// runs the fixed inputs (first run, warm-up, timed runs with performance.now()), then every row of the
+// "eval" and "judge" entries one at a time, and sends everything back to the host: each output (fetched by the
+// names bundle.json lists, in its order: start_logits and end_logits for QA, logits for a classifier) as raw
+// float32 into the file bundle.json names for it (saved there as .npy, where the host judges them) and result.json
+// with the timings and what the browser says about itself. window.pocketbertDone is set when the host may read the
+// results.
 import { browserFacts, fetchNpy, loadArtifact } from "./runtime.js";
 
 const params = new URLSearchParams(location.search);
@@ -20,27 +22,40 @@ async function put(name, body, shape) {
   if (!response.ok) throw new Error(`PUT ${name}: ${response.status} ${await response.text()}`);
 }
 
-function concat(rows, length) {
-  const out = new Float32Array(rows.length * length);
-  rows.forEach((row, i) => out.set(row.subarray(0, length), i * length));
+function concat(rows) {
+  const width = rows[0].length;
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((row, i) => out.set(row.subarray(0, width), i * width));
   return out;
 }
 
-// Every row of a {inputs, outputs} entry once, batch 1 as on a phone; the logits go back as [rows, seq] float32.
+// The outputs the runtime returned (in bundle.json's output order), each PUT into its file as [rows, scores].
+async function putOutputs(files, perOutput) {
+  if (perOutput.length < files.length) {
+    throw new Error(`the artifact returned ${perOutput.length} outputs, bundle.json names ${files.length}`);
+  }
+  for (let i = 0; i < files.length; i++) {
+    await put(files[i], concat(perOutput[i]), [perOutput[i].length, perOutput[i][0].length]);
+  }
+}
+
+// Every row of a {inputs, outputs} entry once, batch 1 as on a phone; output i of every row goes back as
+// [rows, scores] float32 into entry.outputs[i] (scores: the sequence for QA, the labels for a classifier).
 async function runWindows(model, entry, length) {
   const windows = {};
   for (const [name, file] of Object.entries(entry.inputs)) windows[name] = await fetchNpy(bundle + file);
   const rows = Object.values(windows)[0].shape[0];
-  const starts = [], ends = [];
+  const perOutput = entry.outputs.map(() => []);
   for (let row = 0; row < rows; row++) {
     const feed = {};
     for (const [name, array] of Object.entries(windows)) feed[name] = array.data.slice(row * length, (row + 1) * length);
-    const [start, end] = await model.run(feed, length);
-    starts.push(start);
-    ends.push(end);
+    const outputs = await model.run(feed, length);
+    if (outputs.length < perOutput.length) {
+      throw new Error(`the artifact returned ${outputs.length} outputs, bundle.json names ${perOutput.length}`);
+    }
+    outputs.slice(0, perOutput.length).forEach((values, i) => perOutput[i].push(values));
   }
-  await put(entry.outputs[0], concat(starts, length), [rows, length]);
-  await put(entry.outputs[1], concat(ends, length), [rows, length]);
+  await putOutputs(entry.outputs, perOutput);
   return rows;
 }
 
@@ -70,8 +85,7 @@ async function main() {
     latencies.push(performance.now() - started);
   }
   log(`${config.runs} runs, mean ${(latencies.reduce((a, b) => a + b, 0) / latencies.length).toFixed(2)} ms`);
-  await put("device_start_logits.npy", outputs[0], [1, outputs[0].length]);
-  await put("device_end_logits.npy", outputs[1], [1, outputs[1].length]);
+  await putOutputs(config.device_outputs, outputs.map((values) => [values]));
 
   const windows = {};
   for (const key of ["eval", "judge"]) {

@@ -1,4 +1,5 @@
-// The two web runtimes behind one call: load an artifact, run one feed, get (start, end) logits back.
+// The two web runtimes behind one call: load an artifact, run one feed, get its outputs back by name, in the order
+// options.outputNames lists them (bundle.json's: start_logits and end_logits for QA, logits for a classifier).
 //
 // ONNX files run in onnxruntime-web (WASM, threads when the page is cross-origin isolated); .tflite files in
 // LiteRT.js (@litertjs/core, its threaded WASM build). Both packages are served by the host under /node/
@@ -88,7 +89,10 @@ async function loadOnnx(url, options) {
         inputs[name] = new ort.Tensor(dtype, toInt(values, dtype), [1, length]);
       }
       const result = await session.run(inputs);
-      return outputs.map((name) => Float32Array.from(result[name].data));
+      return outputs.map((name) => {
+        if (!result[name]) throw new Error(`the model returned no output '${name}' (it returned ${Object.keys(result)})`);
+        return Float32Array.from(result[name].data);
+      });
     },
   };
 }

@@ -15,9 +15,11 @@ public struct BundleConfig: Decodable {
     public let threads: Int?
     public let inputs: [String: String]
     public let expected: [String]
+    /// The task's output names, in the order the host judges them: start_logits, end_logits (QA) or logits (classifier).
+    public let outputs: [String]
 }
 
-/// One model loaded in its runtime: run the fixed inputs, return (start, end) logits as flat arrays.
+/// One model loaded in its runtime: run the fixed inputs, return its outputs (bundle.json's, in its order) as flat arrays.
 protocol LoadedModel {
     func predict() throws -> [[Float]]
 }
@@ -25,8 +27,10 @@ protocol LoadedModel {
 final class CoreMLModel: LoadedModel {
     let model: MLModel
     let features: MLDictionaryFeatureProvider
+    let outputs: [String]
 
-    init(url: URL, inputs: [String: NpyArray]) throws {
+    init(url: URL, inputs: [String: NpyArray], outputs: [String]) throws {
+        self.outputs = outputs
         // Compiling the .mlpackage is part of what a first launch pays, so it counts in load time.
         let compiled = try MLModel.compileModel(at: url)
         let configuration = MLModelConfiguration()
@@ -43,7 +47,7 @@ final class CoreMLModel: LoadedModel {
 
     func predict() throws -> [[Float]] {
         let out = try model.prediction(from: features)
-        return try ["start_logits", "end_logits"].map { name in
+        return try outputs.map { name in
             guard let array = out.featureValue(for: name)?.multiArrayValue else {
                 throw BenchError.unsupported("the Core ML model has no output \(name)")
             }
@@ -55,8 +59,10 @@ final class CoreMLModel: LoadedModel {
 final class ExecuTorchModel: LoadedModel {
     let module: Module
     let tensors: [Tensor<Int64>]
+    let count: Int
 
-    init(url: URL, names: [String], inputs: [String: NpyArray]) throws {
+    init(url: URL, names: [String], inputs: [String: NpyArray], outputs: Int) throws {
+        count = outputs
         module = Module(filePath: url.path)
         try module.load("forward")
         // Inputs in the exported signature's order (bundle.json keeps the manifest's order in `names`).
@@ -65,7 +71,10 @@ final class ExecuTorchModel: LoadedModel {
 
     func predict() throws -> [[Float]] {
         let outputs = try module.forward(tensors)
-        return try outputs.prefix(2).map { value in
+        guard outputs.count >= count else {
+            throw BenchError.unsupported("the ExecuTorch program returned \(outputs.count) outputs, bundle.json names \(count)")
+        }
+        return try outputs.prefix(count).map { value in
             guard let tensor: Tensor<Float> = value.tensor() else {
                 throw BenchError.unsupported("an ExecuTorch output is not a float tensor")
             }
@@ -136,8 +145,8 @@ public func benchmark(bundle: URL) throws -> [String: Any] {
     var start = DispatchTime.now()
     let model: LoadedModel
     switch config.format {
-    case "coreml": model = try CoreMLModel(url: artifact, inputs: inputs)
-    case "executorch": model = try ExecuTorchModel(url: artifact, names: names, inputs: inputs)
+    case "coreml": model = try CoreMLModel(url: artifact, inputs: inputs, outputs: config.outputs)
+    case "executorch": model = try ExecuTorchModel(url: artifact, names: names, inputs: inputs, outputs: config.outputs.count)
     default: throw BenchError.unsupported("format \(config.format) does not run on iOS here")
     }
     let loadMs = milliseconds(start)

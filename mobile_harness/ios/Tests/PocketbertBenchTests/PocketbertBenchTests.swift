@@ -4,7 +4,7 @@ import XCTest
 
 /// Runs the staged bundle once and prints its record between markers that `pocketbert device run`
 /// finds in the `xcodebuild test` log (keys: runtime, backend, load_ms, first_ms, latency_ms
-/// {mean, p50, p90, p99, trimmed_mean, min, max, n, warmup}, peak_rss_bytes, status, reason, device, logits: the (start, end) outputs the host judges).
+/// {mean, p50, p90, p99, trimmed_mean, min, max, n, warmup}, peak_rss_bytes, status, reason, device, logits: the outputs bundle.json names, in its order, which the host judges).
 final class PocketbertBenchTests: XCTestCase {
     func testBenchmarkBundle() throws {
         guard let bundle = Bundle.module.url(forResource: "Bundle", withExtension: nil),
