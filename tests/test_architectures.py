@@ -196,7 +196,8 @@ def test_validation_compares_with_the_original_not_the_wrapper(tiny_checkpoints,
     artifact = tmp_path / "model.onnx"
     exporter.export(module, _options(), artifact)
     names = list(module.input_names)
-    manifest = {"inputs": [{"name": n} for n in names], "precision": "fp32",
+    manifest = {"inputs": [{"name": n} for n in names], "outputs": [{"name": n} for n in module.output_names],
+                "precision": "fp32",
                 "sequence": {"dynamic": False, "lengths": [32], "min": 32, "max": 32}}
     validation = exporter.validate(artifact, manifest, module, loaded.tokenizer)
     assert validation["ran"] and validation["passed"] is False and validation["max_abs_diff"] > 1e-2
