@@ -51,9 +51,11 @@ def test_runner_accepts_batches(onnx_fp32):
 def test_onnx_session_settings_are_recorded_for_apps_and_used_by_the_runner(onnx_fp32):
     manifest = read_manifest(onnx_fp32)
     settings = manifest["runtime_settings"]
-    assert settings["disabled_optimizers"] == ["SkipLayerNormFusion"]
-    assert settings["config_entries"] == {"session.set_denormal_as_zero": "1", "session.intra_op.allow_spinning": "0"}
-    assert set(settings["why"]) == {"disabled_optimizers", *settings["config_entries"]}
+    # The graph itself is fast under ONNX Runtime's defaults (tests/test_export_onnx_graph.py): no subnormal flush and
+    # no disabled fusion needed, only spinning off.
+    assert settings["disabled_optimizers"] == []
+    assert settings["config_entries"] == {"session.intra_op.allow_spinning": "0"}
+    assert set(settings["why"]) == set(settings["config_entries"])
     runner = get_format("onnx").load(onnx_fp32 / manifest["artifact"], manifest, threads=1)
     assert runner.info["config_entries"] == settings["config_entries"]
     assert runner.info["disabled_optimizers"] == settings["disabled_optimizers"] and runner.info["threads"] == 1

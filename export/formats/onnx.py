@@ -17,6 +17,7 @@ import torch
 from pocketbert.errors import require_module
 from pocketbert.export.base import Exporter, ExportOptions, Runner
 from pocketbert.export.calibration import calibration_windows
+from pocketbert.export.formats.onnx_graph import default_session_facts
 from pocketbert.export.registry import register_format
 from pocketbert.export.task import TaskModule
 from pocketbert.manifest import output_names
@@ -39,25 +40,20 @@ INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 CALIBRATION_STRIDE = 8  # int8-static, a16w8: at most this many calibration windows run before their ranges are folded in
 # How pocketbert runs ONNX files, recorded in each manifest's "runtime_settings" for apps to copy and applied by every
-# runner through pocketbert/sessions.py. Measured reasons:
-# - SkipLayerNormFusion merges each residual Add into the LayerNormalization after it; its CPU kernel made the demo's
-#   student 5-10% slower at seq 384 on an AVX2 CPU (a trial, 2026-12-01).
-# - The masked (-10000) attention scores make ONNX Runtime's Softmax and exp compute in subnormal floats, 10-18x
-#   slower than on normal ones: a padded window ran 1.3-1.7x slower than a full one (the demo's student and
-#   DistilBERT, int8 and fp32, a 2-core AVX-512 Xeon, 2026-12-01). Flushing subnormals to zero makes both run alike
-#   and changes no logit (they are below 1.2e-38).
+# runner through pocketbert/sessions.py. Only what the graph cannot fix itself: optimum's pipeline, transformers.js and
+# onnxruntime-web open a folder with ONNX Runtime's default session options and never read this. The graph is made
+# fast under those defaults by onnx_graph.py (no subnormal floats in Softmax, no SkipLayerNormalization fusion), which
+# made `session.set_denormal_as_zero` and disabling SkipLayerNormFusion unnecessary for fp32 and int8 (same speed with
+# and without them, DistilBERT and a trained MiniLM at seq 384, a 2-core AVX-512 Xeon, 2026-12-07). a16w8's QDQ graph,
+# left as it is for NPUs, still meets the -10000 mask in its Softmax on the CPU provider, now unflushed (not measured).
+# Measured reason:
 # - Idle worker threads otherwise spin after each call and steal the cores from whatever runs next (benchmarks
 #   interleave models on the same cores; on a phone, spinning burns battery).
 RUNTIME_SETTINGS = {
     "runtime": "onnxruntime",
-    "config_entries": {"session.set_denormal_as_zero": "1", "session.intra_op.allow_spinning": "0"},
-    "disabled_optimizers": ["SkipLayerNormFusion"],
-    "why": {"disabled_optimizers": "ONNX Runtime's SkipLayerNormalization CPU kernel ran slower than the Add and "
-                                   "LayerNormalization it replaces (5-10% of the model on an AVX2 CPU)",
-            "session.set_denormal_as_zero": "padded windows otherwise run 1.3-1.7x slower: the masked attention scores "
-                                            "turn into subnormal floats in Softmax; ONNX Runtime also sets it on the "
-                                            "thread that creates the session",
-            "session.intra_op.allow_spinning": "idle threads spinning between calls slow whatever runs next"},
+    "config_entries": {"session.intra_op.allow_spinning": "0"},
+    "disabled_optimizers": [],
+    "why": {"session.intra_op.allow_spinning": "idle threads spinning between calls slow whatever runs next"},
     "how": "pass disabled_optimizers to onnxruntime.InferenceSession and each config entry to "
            "SessionOptions.add_session_config_entry",
 }
@@ -105,7 +101,7 @@ class OnnxExporter(Exporter):
         )
         assert program is not None  # dynamo=True always returns the ONNXProgram (None is the legacy exporter's)
         program.save(str(fp32_path))
-        facts = {}
+        facts = default_session_facts(fp32_path, options.precision)  # fast under ONNX Runtime's default options
         if options.precision == "int8":
             quantize_dynamic_int8(fp32_path, path)
         elif options.precision == "int4":
