@@ -14,7 +14,7 @@ These are real timings of this machine's CPU through the browser's WASM engine, 
 `pocketbert device web ARTIFACT` serves the QA page (web/qa.html) for one artifact folder instead.
 
 Speed beside the native runtimes (a benchmark, not a test; minutes at seq 384):
-    python -m pocketbert.mobile_harness.browser ONNX_FP32 ONNX_INT8 TFLITE_FP32 TFLITE_INT8 --out DIR
+    pocketbert device browser-speed ONNX_FP32 ONNX_INT8 TFLITE_FP32 TFLITE_INT8 --out DIR
 times each artifact on `host` (2 threads) and in Chromium at 1 and 2 WASM threads, round by round, merges the rows
 into DIR/results.json and writes DIR/browser_speed.md (1t/2t above 1: the second WASM thread really worked).
 """
@@ -522,22 +522,3 @@ def speed_table(rows: list[dict]) -> str:
                      f"{row['trimmed_mean']:.2f} | {ratio} | {scaling} | {row.get('busy_threads') or '-'} | "
                      f"{row.get('cpu_per_wall') or '-'} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    # python -m pocketbert.mobile_harness.browser ARTIFACT... --out DIR [--runs N] [--rounds N]: speed_comparison.
-    import argparse
-
-    parser = argparse.ArgumentParser(description=speed_comparison.__doc__)
-    parser.add_argument("artifacts", nargs="+")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seq-len", type=int)
-    args = parser.parse_args()
-    measured = speed_comparison(args.artifacts, args.out, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
-                                seq_len=args.seq_len)
-    table = speed_table(measured)
-    Path(args.out, "browser_speed.md").write_text(table + "\n")
-    print(table)

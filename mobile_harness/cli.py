@@ -100,6 +100,20 @@ def board_command(args) -> int:
     return 0
 
 
+def browser_speed_command(args) -> int:
+    """`device browser-speed`: the browser beside the native runtimes, written as a table."""
+    from pocketbert.mobile_harness.browser import speed_comparison, speed_table
+    from pocketbert.options import at_least, check_options
+
+    check_options(at_least("--runs", args.runs, 1), at_least("--warmup", args.warmup, 0),
+                  at_least("--rounds", args.rounds, 1))
+    table = speed_table(speed_comparison(args.artifacts, args.out, warmup=args.warmup, runs=args.runs,
+                                         rounds=args.rounds, seq_len=args.seq_len))
+    Path(args.out, "browser_speed.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
 def web_command(args) -> int:
     """`device web`: serve the QA page for one artifact until Ctrl-C."""
     import time
@@ -182,3 +196,19 @@ def register(subparsers) -> None:
     web.add_argument("--max-seq-len", type=int, help="window length, as `pocketbert eval --max-seq-len` (default 384, "
                                                       "or the artifact's longest fixed length below it)")
     web.set_defaults(func=web_command)
+
+    speed = sub.add_parser("browser-speed", help="each artifact in Chromium (1 and 2 WASM threads) beside its native "
+                                                 "runtime on this host, interleaved: the browser's speed ratio",
+                           description="Time each artifact on this host in its native runtime and in headless Chromium "
+                                       "(onnxruntime-web, LiteRT.js) at 1 and 2 WASM threads, artifact by artifact and "
+                                       "round by round, so load on a shared machine hits all alike. Rows go to "
+                                       "OUT/results.json, the table (best round; browser vs native; 1-thread / "
+                                       "2-thread scaling; Chromium's busy threads) to OUT/browser_speed.md. A "
+                                       "benchmark: run it on a quiet machine.")
+    speed.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR", help="onnx or tflite folders from `pocketbert export`")
+    speed.add_argument("--out", required=True, help="folder for results.json and browser_speed.md")
+    speed.add_argument("--warmup", type=int, default=5, help="untimed runs per measurement (default 5)")
+    speed.add_argument("--runs", type=int, default=20, help="timed runs per measurement (default 20)")
+    speed.add_argument("--rounds", type=int, default=2, help="rounds over every artifact and place (default 2)")
+    speed.add_argument("--seq-len", type=int, help="input length (default 384 where the artifact runs it)")
+    speed.set_defaults(func=browser_speed_command)
