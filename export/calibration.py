@@ -90,11 +90,18 @@ def calibration_windows(tokenizer, input_names, length: int, source: str | Path 
         examples = load_squad(source)
         described = str(Path(source).resolve())
         warn_few_questions(source, len(examples), questions)
-    chosen = random.Random(CALIBRATION_SEED).sample(examples, min(questions, len(examples)))
-    windows = first_windows(tokenizer, chosen, input_names, length)
-    facts = {"source": described, "questions_available": len(examples), "questions": len(chosen),
+    return seeded_sample(examples, questions, "questions", described, length, "the first window of each question",
+                         lambda chosen: first_windows(tokenizer, chosen, input_names, length))
+
+
+def seeded_sample(items: list, count: int, noun: str, described: str, length: int, cut: str, windows_of) -> Calibration:
+    """`count` seeded-random items (questions or texts) as windows (`windows_of(chosen)`), with the manifest's record:
+    where they came from, how many there were and were taken, and how they were cut."""
+    chosen = random.Random(CALIBRATION_SEED).sample(items, min(count, len(items)))
+    windows = windows_of(chosen)
+    facts = {"source": described, f"{noun}_available": len(items), noun: len(chosen),
              "windows": len(windows["attention_mask"]), "window_length": length,
-             "sample": f"seeded random sample (seed {CALIBRATION_SEED}), the first window of each question, padded",
+             "sample": f"seeded random sample (seed {CALIBRATION_SEED}), {cut}, padded",
              "real_tokens": int(windows["attention_mask"].sum())}
     return Calibration(windows, facts)
 
@@ -109,13 +116,8 @@ def calibration_texts(tokenizer, input_names, length: int, source: str | Path | 
         texts = read_labelled_file(source).texts
         described = str(Path(source).resolve())
         warn_few_questions(source, len(texts), count)
-    chosen = random.Random(CALIBRATION_SEED).sample(texts, min(count, len(texts)))
-    windows = text_rows(tokenizer, chosen, input_names, length)
-    facts = {"source": described, "texts_available": len(texts), "texts": len(chosen),
-             "windows": len(windows["attention_mask"]), "window_length": length,
-             "sample": f"seeded random sample (seed {CALIBRATION_SEED}), each text cut to the window, padded",
-             "real_tokens": int(windows["attention_mask"].sum())}
-    return Calibration(windows, facts)
+    return seeded_sample(texts, count, "texts", described, length, "each text cut to the window",
+                         lambda chosen: text_rows(tokenizer, chosen, input_names, length))
 
 
 @functools.lru_cache(maxsize=2)
