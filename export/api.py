@@ -15,7 +15,7 @@ from pocketbert.export.task import MASK_CONVERSIONS, check_wrapper, exportable, 
 from pocketbert.fsutil import atomic_dir, check_replaceable
 from pocketbert.manifest import build_manifest, write_manifest
 from pocketbert.modeling import ENCODERS, load_model, max_sequence_length, save_tokenizer, tokenizer_contract
-from pocketbert.tasks import label_names
+from pocketbert.tasks import label_names, task_of_folder
 
 
 def export_model(model: str, format: str, out: str | Path, precision: str = "fp32",
@@ -35,13 +35,16 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
         raise PocketbertError(f"format {format} has no backend '{backend}'; choose: {choices}")
     backend = backend or (exporter.backends[0] if exporter.backends else None)
     exporter.check_precision(precision, backend)
+    calibration_checked_for = None
     check_deployment_target(format, backend, deployment_target)
     if calibration is not None:
         if precision not in exporter.calibrated_precisions:
             calibrated = [f"{f.name} {p}" for f in map(format_class, format_names()) for p in f.calibrated_precisions]
             raise PocketbertError(f"--calibration applies only to {', '.join(calibrated)}; drop it for "
                                   f"{format} {precision}")
-        check_calibration_file(calibration)
+        # The task from a local checkpoint's config.json, so a file of the wrong kind fails before the model loads.
+        calibration_checked_for = task_of_folder(model)
+        check_calibration_file(calibration, task=calibration_checked_for)
         calibration = str(Path(calibration).resolve())
     if dynamic and not exporter.supports_dynamic_length:
         raise PocketbertError(f"format {format} needs fixed lengths; drop --dynamic and pass --seq-len N ...")
@@ -65,7 +68,8 @@ def export_model(model: str, format: str, out: str | Path, precision: str = "fp3
                             backend=backend, deployment_target=deployment_target, calibration=calibration)
     module = exportable(loaded.model)
     task = module.task
-    check_calibration_file(calibration, task=task)  # again, now that the task is known (a SQuAD file for a classifier)
+    if calibration is not None and calibration_checked_for is None:  # a preset or hub id: its task is known only now
+        check_calibration_file(calibration, task=task)
     sequence = {"dynamic": dynamic, "min": options.min_seq_len if dynamic else min(options.seq_lens),
                 "max": options.max_seq_len, "lengths": list(options.seq_lens)}
     # Before any conversion: a wrapper that changes the model would make every artifact wrong the same way.

@@ -10,7 +10,9 @@ Pure Python, no pocketbert, torch or transformers imports: cheap to import anywh
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,6 @@ def task_of_config(config) -> Task | None:
 def task_of_folder(folder) -> Task | None:
     """The task of a local checkpoint folder, read cheaply from its config.json (None: not a folder with a config
     naming a task; the loader then decides and reports)."""
-    import json
-    from pathlib import Path
-
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
         return next(filter(None, map(task_of_architecture, config.get("architectures") or ())), None)
